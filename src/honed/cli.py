@@ -1,0 +1,153 @@
+"""The `honed` command line: one Typer app, one command per stage, no stage logic here.
+
+Each command's options are generated from its pydantic config, so the flags, the YAML recipe
+keys and the `key=value` overrides are the same names with the same descriptions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from honed.config import FinetuneConfig, build_config
+from honed.errors import HonedError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="honed: make a small language model good at one job and fast, with numbers to prove it.",
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter out of the user's way; honed reports what matters."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    handler = RichHandler(console=err, show_path=False, show_time=False)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
+    logging.getLogger("honed").setLevel(logging.INFO)
+
+
+def _config_params(cls: type[BaseModel]) -> list[inspect.Parameter]:
+    """One keyword-only CLI option per config field, defaulting to None (= not given)."""
+    params = []
+    for name, info in cls.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        is_bool = info.annotation is bool
+        decls = [f"{flag}/--no-{flag[2:]}"] if is_bool else [flag]
+        help_text = f"{info.description} [default: {info.default}]"
+        option = typer.Option(None, *decls, help=help_text, show_default=False)
+        annotation = Optional[bool] if is_bool else Optional[str]  # noqa: UP045 (typer needs it)
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
+            )
+        )
+    return params
+
+
+def stage_command(name: str, cls: type[BaseModel], help_text: str) -> Callable:
+    """Register a command that builds `cls` from recipe + overrides + flags and runs it."""
+
+    def decorator(run: Callable[[Any], None]) -> Callable:
+        def command(
+            config: Path | None = None,
+            overrides: list[str] | None = None,
+            **values: Any,
+        ) -> None:
+            _quiet_libraries()
+            try:
+                run(build_config(cls, config, overrides or [], values))
+            except HonedError as exc:
+                err.print(f"[bold red]honed:[/] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(exc.exit_code) from None
+
+        base = [
+            inspect.Parameter(
+                "config",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Optional[Path],  # noqa: UP045
+                default=typer.Option(None, "--config", "-c", help="YAML recipe."),
+            ),
+            inspect.Parameter(
+                "overrides",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Optional[list[str]],  # noqa: UP045
+                default=typer.Argument(None, help="key=value overrides.", show_default=False),
+            ),
+        ]
+        command.__signature__ = inspect.Signature([*base, *_config_params(cls)])  # type: ignore[attr-defined]
+        command.__doc__ = help_text
+        app.command(name)(command)
+        return run
+
+    return decorator
+
+
+@stage_command(
+    "finetune", FinetuneConfig, "Fine-tune a model (full, LoRA or QLoRA) into an artifact."
+)
+def run_finetune(cfg: FinetuneConfig) -> None:
+    """Run the fine-tune stage and print what it made."""
+    from honed.train.finetune import Interrupted, finetune
+
+    try:
+        result = finetune(cfg)
+    except Interrupted as exc:
+        err.print(f"[bold yellow]honed:[/] interrupted; {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    if result is not None:
+        show_finetune(result.output, result.manifest)
+
+
+def show_finetune(path: Path, manifest: dict[str, Any]) -> None:
+    """A short table of what the run made."""
+    metrics = manifest.get("metrics", {})
+    table = Table(title=f"honed finetune: {path}", show_header=False)
+    rows = [
+        ("artifact", f"{manifest['kind']} ({manifest['format']})"),
+        ("steps", str(metrics.get("steps"))),
+        (
+            "eval loss",
+            f"{metrics.get('eval_loss_before', float('nan')):.4f} -> "
+            f"{metrics.get('eval_loss_after', float('nan')):.4f}",
+        ),
+        ("train time", f"{metrics.get('train_runtime_s')} s"),
+        ("files", ", ".join(sorted(p.name for p in path.iterdir()))),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("honed: interrupted")
+        sys.exit(130)
+
+
+@app.callback()
+def root() -> None:
+    """honed: make a small language model good at one job and fast, with numbers to prove it."""

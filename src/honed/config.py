@@ -1,0 +1,203 @@
+"""Stage configs (pydantic), YAML recipes and `key=value` overrides.
+
+Every field has a default and a one-line description; the CLI options are generated from
+these fields, so `honed finetune --help` and a recipe file use the same names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from honed.errors import HonedError
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class StageConfig(BaseModel):
+    """Base for stage configs: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FinetuneConfig(StageConfig):
+    """Everything `honed finetune` needs; see README for examples."""
+
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="Model: hub id, HF dir, .gguf file, artifact dir or built-in name.",
+    )
+    data: str = Field(
+        "mbpp",
+        description="Data: jsonl/json file, HF dataset, mbpp, quotes, canard, code-dir:PATH, py-functions:PATH.",
+    )
+    method: Literal["full", "lora", "qlora"] = Field(
+        "lora", description="full weights, LoRA adapters, or LoRA on a 4-bit NF4 base."
+    )
+    output: Path | None = Field(
+        None, description="Artifact directory to write (default runs/<model>-<data>-<method>)."
+    )
+    overwrite: bool = Field(False, description="Replace an existing artifact directory.")
+    resume: bool = Field(
+        False, description="Continue from the latest complete checkpoint of an interrupted run."
+    )
+    template: str = Field(
+        "auto",
+        description="Prompt template: auto, chat, task, qa, plain, or a string like 'Q: {text}\\nA: {code}'.",
+    )
+    system_prompt: str | None = Field(None, description="System message for chat-template prompts.")
+    prompt_field: str | None = Field(
+        None, description="Row field holding the prompt (auto-detected when unset)."
+    )
+    completion_field: str | None = Field(
+        None, description="Row field holding the answer (auto-detected when unset)."
+    )
+    loss_on: Literal["completion", "all"] = Field(
+        "completion", description="Train on the answer only, or on prompt and answer."
+    )
+    batching: Literal["padded", "grouped", "packed", "padding-free"] = Field(
+        "grouped",
+        description="padded (TRL default), grouped by length, packed (BFD), or padding-free.",
+    )
+    max_length: int = Field(
+        512, gt=8, description="Longest training sequence in tokens (longer rows are truncated)."
+    )
+    max_samples: int | None = Field(None, gt=0, description="Use at most this many training rows.")
+    max_eval_samples: int = Field(
+        64, gt=0, description="Use at most this many validation rows for eval loss."
+    )
+    val_fraction: float = Field(
+        0.05,
+        ge=0.0,
+        lt=0.5,
+        description="Held-out share of a file dataset with no validation split.",
+    )
+    eval_data: str | None = Field(
+        None, description="Separate validation data (same formats as data)."
+    )
+    skip_bad_rows: bool = Field(
+        False, description="Skip and count malformed rows instead of stopping."
+    )
+    epochs: float = Field(1.0, gt=0, description="Training epochs (ignored when max_steps is set).")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    batch_size: int = Field(8, gt=0, description="Rows per device per step.")
+    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate (default 2e-4 for LoRA/QLoRA, 2e-5 for full)."
+    )
+    lr_scheduler: str = Field(
+        "cosine", description="Learning-rate schedule (any transformers scheduler name)."
+    )
+    warmup_ratio: float = Field(
+        0.03, ge=0, lt=1, description="Share of steps used for linear warm-up."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    lora_r: int = Field(16, gt=0, description="LoRA rank.")
+    lora_alpha: int = Field(32, gt=0, description="LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    lora_targets: str = Field(
+        "all-linear",
+        description="Modules to adapt: all-linear or comma-separated names (q_proj,v_proj).",
+    )
+    merge: bool = Field(
+        False,
+        description="Also write merged weights (into a dequantized base for QLoRA) to OUTPUT/merged.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Compute dtype: auto = bf16 on CUDA if supported, else float32."
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    seed: int = Field(42, description="Seed for data order, initialisation and sampling.")
+    logging_steps: int = Field(
+        5, gt=0, description="Log loss, lr, grad norm and tokens/s every N steps."
+    )
+    eval_steps: int = Field(50, gt=0, description="Compute validation loss every N steps.")
+    save_steps: int = Field(50, gt=0, description="Write a checkpoint every N steps.")
+    save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.")
+    keep_checkpoints: bool = Field(
+        False, description="Keep checkpoints in the artifact after a successful run."
+    )
+    nan_patience: int = Field(
+        3, gt=0, description="Stop after this many consecutive steps with a non-finite loss."
+    )
+    samples: int = Field(
+        4, ge=0, description="Held-out prompts generated before and after training (samples.md)."
+    )
+    sample_max_new_tokens: int = Field(128, gt=0, description="New tokens per sample generation.")
+    report_to: str = Field(
+        "tensorboard", description="Loggers: tensorboard, wandb, none (comma-separated)."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub (off unless you trust it)."
+    )
+    threads: int | None = Field(
+        None, gt=0, description="CPU threads for torch (default: all cores)."
+    )
+
+
+def _parse_value(raw: str) -> Any:
+    """Parse the value of a `key=value` override as YAML (numbers, bools, null, lists)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn `['lr=1e-4', 'method=lora']` into a dict; a malformed item is a HonedError."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise HonedError(
+                f"bad override '{item}': write overrides as key=value (e.g. max_steps=100)"
+            )
+        out[key.strip().replace("-", "_")] = _parse_value(raw)
+    return out
+
+
+def read_recipe(path: Path, section: str) -> dict[str, Any]:
+    """Read a YAML recipe; keys may be top-level or under a section named after the stage."""
+    if not path.is_file():
+        raise HonedError(f"config file '{path}' not found: pass the path of a YAML recipe")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise HonedError(f"config file '{path}' is not valid YAML{where}: fix the syntax") from exc
+    if not isinstance(data, dict):
+        raise HonedError(f"config file '{path}' must hold a mapping of key: value")
+    if isinstance(data.get(section), dict):
+        data = data[section]
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def describe_validation_error(exc: ValidationError, cls: type[BaseModel]) -> str:
+    """One line for the first problem pydantic found, naming the key and what is allowed."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "?"
+    if err["type"] == "extra_forbidden":
+        valid = ", ".join(cls.model_fields)
+        return f"unknown config key '{key}': valid keys are {valid}"
+    got = err.get("input")
+    return f"bad value for '{key}': {got!r} ({err['msg']}); see --help for what it takes"
+
+
+def build_config(
+    cls: type[C], recipe: Path | None, overrides: list[str], cli_values: dict[str, Any]
+) -> C:
+    """Merge defaults < recipe < key=value overrides < explicit CLI options into one config."""
+    values: dict[str, Any] = {}
+    if recipe is not None:
+        values.update(read_recipe(recipe, cls.__name__.removesuffix("Config").lower()))
+    values.update(parse_overrides(overrides))
+    values.update({k: v for k, v in cli_values.items() if v is not None})
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        raise HonedError(describe_validation_error(exc, cls)) from exc

@@ -1,0 +1,1 @@
+"""Training stages: fine-tuning (full, LoRA, QLoRA) and its callbacks, samples and plots."""

@@ -1,0 +1,312 @@
+"""`honed finetune`: full, LoRA or QLoRA fine-tuning of a causal or text-to-text model.
+
+The run is built in OUTPUT.tmp/ (checkpoints, metrics, logs) and renamed to OUTPUT/ when it
+succeeds. Interrupted runs keep their work dir for `--resume`; a run whose loss stops being
+finite keeps its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+from transformers import Trainer, set_seed
+from transformers.trainer_callback import ProgressCallback
+
+from honed import artifacts
+from honed.config import FinetuneConfig
+from honed.data import PreparedData, prepare_data
+from honed.errors import HonedError, NonFiniteLossError
+from honed.models.load import LoadedModel, load_model, pick_dtype
+from honed.models.merge import merge_adapter
+from honed.models.resolve import BUILTINS, resolve
+from honed.progress import status
+from honed.train.callbacks import (
+    GuardCallback,
+    InterruptHandler,
+    MetricsLogger,
+    QuietProgress,
+    RunFlags,
+)
+from honed.train.plots import plot_loss
+from honed.train.samples import generate_texts, sample_prompts, write_samples
+from honed.train.trainer import build_seq2seq_trainer, build_sft_trainer, latest_checkpoint
+
+log = logging.getLogger("honed")
+
+
+class Interrupted(Exception):
+    """The user pressed Ctrl-C; a checkpoint was saved. The CLI exits with 130."""
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    output: Path
+    manifest: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def default_output(cfg: FinetuneConfig) -> Path:
+    """runs/<model>-<data>-<method>, with path-unfriendly characters replaced."""
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text.rstrip("/")).name).strip("-") or "x"
+
+    return Path("runs") / f"{slug(cfg.model)}-{slug(cfg.data)}-{cfg.method}"
+
+
+def check_lora_targets(model: torch.nn.Module, targets: str) -> str | list[str]:
+    """`all-linear` or the list of names, each of which must match some module."""
+    if targets == "all-linear":
+        return targets
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in names if t not in leaves]
+    if missing:
+        linear = sorted(
+            {
+                n.rsplit(".", 1)[-1]
+                for n, m in model.named_modules()
+                if isinstance(m, torch.nn.Linear)
+            }
+        )
+        raise HonedError(
+            f"LoRA target {', '.join(missing)} matches no module: choose from {', '.join(linear)} "
+            "or use all-linear"
+        )
+    return names
+
+
+def lora_config(cfg: FinetuneConfig, loaded: LoadedModel) -> LoraConfig:
+    """The PEFT LoRA config for this run."""
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=check_lora_targets(loaded.model, cfg.lora_targets),
+        task_type=TaskType.SEQ_2_SEQ_LM if loaded.is_seq2seq else TaskType.CAUSAL_LM,
+    )
+
+
+def _load(cfg: FinetuneConfig) -> LoadedModel:
+    source = resolve(cfg.model)
+    if cfg.method == "qlora" and source.kind == "adapter":
+        raise HonedError("QLoRA needs float base weights: pass the adapter's OUTPUT/merged instead")
+    with status(f"loading {cfg.model} ({source.kind})"):
+        return load_model(
+            source,
+            dtype=cfg.dtype,
+            load_in_4bit=cfg.method == "qlora",
+            trust_remote_code=cfg.trust_remote_code,
+        )
+
+
+def _build_trainer(
+    cfg: FinetuneConfig, loaded: LoadedModel, data: PreparedData, work: Path, flags: RunFlags
+) -> Trainer:
+    bf16 = pick_dtype(cfg.dtype) == torch.bfloat16
+    peft = lora_config(cfg, loaded) if cfg.method != "full" else None
+    callbacks = [MetricsLogger(work / "metrics.jsonl"), GuardCallback(flags)]
+    validation = data.validation[: cfg.max_eval_samples]
+    out = work / "checkpoints"
+    if loaded.is_seq2seq:
+        model = loaded.model
+        if peft is not None:
+            if cfg.method == "qlora":
+                model = prepare_model_for_kbit_training(model, cfg.gradient_checkpointing)
+            model = get_peft_model(model, peft)
+        trainer = build_seq2seq_trainer(
+            cfg, model, loaded.tokenizer, data.train, validation, out, bf16, callbacks
+        )
+    else:
+        trainer = build_sft_trainer(
+            cfg, loaded.model, loaded.tokenizer, data.train, validation, out, bf16, peft, callbacks
+        )
+    trainer.honed_flags = flags  # type: ignore[attr-defined]
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(QuietProgress())
+    return trainer
+
+
+def _samples(
+    cfg: FinetuneConfig, loaded: LoadedModel, data: PreparedData, model: torch.nn.Module
+) -> tuple[list[str], list[str]]:
+    prompts = sample_prompts(data.validation or data.train, loaded.tokenizer, cfg.samples)
+    if not prompts:
+        return [], []
+    with status(f"generating {len(prompts)} samples"):
+        texts = generate_texts(
+            model, loaded.tokenizer, prompts, cfg.sample_max_new_tokens, loaded.is_seq2seq
+        )
+    return prompts, texts
+
+
+def _before(cfg: FinetuneConfig, loaded: LoadedModel, data: PreparedData, work: Path) -> None:
+    """Generate 'before' samples once per run (kept across --resume)."""
+    path = work / "samples_before.json"
+    if cfg.samples and not path.exists():
+        prompts, texts = _samples(cfg, loaded, data, loaded.model)
+        path.write_text(json.dumps({"prompts": prompts, "texts": texts}))
+
+
+def _train(cfg: FinetuneConfig, trainer: Trainer, work: Path, flags: RunFlags) -> dict[str, Any]:
+    resume_from = latest_checkpoint(work / "checkpoints") if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        log.warning("no complete checkpoint in %s: starting from step 0", work / "checkpoints")
+    metrics: dict[str, Any] = {}
+    if trainer.eval_dataset is not None and resume_from is None:
+        metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
+    with InterruptHandler(flags):
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics.update(
+        steps=trainer.state.global_step,
+        train_loss=result.training_loss,
+        train_runtime_s=round(result.metrics.get("train_runtime", 0.0), 2),
+    )
+    return metrics
+
+
+def _stop_if_failed(flags: RunFlags, work: Path) -> None:
+    last = latest_checkpoint(work / "checkpoints")
+    where = last or "none (no checkpoint was written before the failure)"
+    if flags.stopped_nonfinite:
+        raise NonFiniteLossError(
+            f"loss was not finite for {flags.patience} consecutive steps (from step "
+            f"{flags.first_bad_step}); stopped; last good checkpoint: {where}. Lower the learning "
+            "rate and pass --resume, or check the data"
+        )
+    if flags.interrupted:
+        raise Interrupted(f"checkpoint saved: {where}; continue with the same command and --resume")
+
+
+def _save_outputs(
+    cfg: FinetuneConfig, trainer: Trainer, loaded: LoadedModel, data: PreparedData, work: Path
+) -> None:
+    trainer.save_model(str(work))
+    (work / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest has the config
+    loaded.tokenizer.save_pretrained(str(work))
+    if cfg.samples:
+        before = json.loads((work / "samples_before.json").read_text())
+        _, after = _samples(cfg, loaded, data, trainer.model)
+        examples = data.validation or data.train
+        write_samples(work / "samples.md", examples, before["prompts"], before["texts"], after)
+    plot_loss(work / "metrics.jsonl", work / "loss.png", f"{cfg.model} · {cfg.method}")
+
+
+def _manifest(
+    cfg: FinetuneConfig, loaded: LoadedModel, data: PreparedData, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    source = loaded.source
+    base_ref = cfg.model if source.kind == "hub" or cfg.model in BUILTINS else source.path
+    is_adapter = cfg.method != "full"
+    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    return {
+        "kind": "adapter" if is_adapter else "model",
+        "format": "peft-adapter" if is_adapter else "hf-safetensors",
+        "stage": "finetune",
+        "task": "seq2seq" if loaded.is_seq2seq else "causal",
+        "parent": {
+            "ref": cfg.model,
+            "path": source.path if source.kind != "hub" else None,
+            "source": source.describe(),
+        },
+        "base_model": {"ref": base_ref},
+        "config": cfg.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "data": {
+            "spec": cfg.data,
+            "format": data.fmt.kind,
+            "train_rows": len(data.train),
+            "validation_rows": len(data.validation),
+            "skipped_rows": data.skipped,
+        },
+        "parameters": {"trainable": trainable},
+        "metrics": metrics,
+    }
+
+
+def _write_merged(cfg: FinetuneConfig, loaded: LoadedModel, work: Path, final: Path) -> None:
+    merged = merge_adapter(
+        loaded.source,
+        str(work),
+        qlora=cfg.method == "qlora",
+        trust_remote_code=cfg.trust_remote_code,
+    )
+    target = work / "merged"
+    merged.save_pretrained(target)
+    loaded.tokenizer.save_pretrained(target)
+    artifacts.write_manifest(
+        target,
+        {
+            "kind": "model",
+            "format": "hf-safetensors",
+            "stage": "merge",
+            "task": "seq2seq" if loaded.is_seq2seq else "causal",
+            "parent": {"ref": str(final), "path": str(final.resolve())},
+            "config": {"method": cfg.method, "qlora_dequantized_base": cfg.method == "qlora"},
+            "seed": cfg.seed,
+        },
+    )
+
+
+def finetune(cfg: FinetuneConfig, extra_callbacks: list[Any] | None = None) -> RunResult | None:
+    """Run the fine-tune stage; returns the result on the main process, None on others."""
+    final = (cfg.output or default_output(cfg)).resolve()
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            work = artifacts.prepare_output(final, overwrite=cfg.overwrite, resume=cfg.resume)
+        work = artifacts.tmp_dir_for(final)
+    set_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "tensorboard")
+    loaded = _load(cfg)
+    data = prepare_data(
+        cfg.data,
+        loaded.tokenizer,
+        is_seq2seq=loaded.is_seq2seq,
+        template=cfg.template,
+        system_prompt=cfg.system_prompt,
+        prompt_field=cfg.prompt_field,
+        completion_field=cfg.completion_field,
+        eval_data=cfg.eval_data,
+        val_fraction=cfg.val_fraction,
+        max_samples=cfg.max_samples,
+        skip_bad_rows=cfg.skip_bad_rows,
+        seed=cfg.seed,
+    )
+    if data.skipped:
+        log.warning("skipped %d malformed rows (first: %s)", data.skipped, data.first_skipped)
+    if state.is_main_process:
+        _before(cfg, loaded, data, work)
+    flags = RunFlags(patience=cfg.nan_patience)
+    trainer = _build_trainer(cfg, loaded, data, work, flags)
+    for cb in extra_callbacks or []:
+        trainer.add_callback(cb)
+    metrics = _train(cfg, trainer, work, flags)
+    _stop_if_failed(flags, work)
+    if trainer.eval_dataset is not None:
+        metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
+    if not state.is_main_process:
+        return None
+    loaded.model = trainer.model
+    _save_outputs(cfg, trainer, loaded, data, work)
+    if cfg.merge and cfg.method != "full":
+        _write_merged(cfg, loaded, work, final)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    manifest = artifacts.write_manifest(work, _manifest(cfg, loaded, data, metrics))
+    artifacts.publish(work, final)
+    return RunResult(final, manifest, metrics)

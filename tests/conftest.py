@@ -1,0 +1,120 @@
+"""Shared fixtures: tiny random models (causal and T5) with a tokenizer trained on the spot."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+
+
+def arithmetic_rows(n: int, seed: int = 0) -> list[dict]:
+    """Learnable prompt/completion pairs: 'add three and four' -> 'seven'."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(0, 4), rng.randint(0, 4)
+        rows.append({"prompt": f"add {WORDS[a]} and {WORDS[b]}", "completion": WORDS[a + b + 1]})
+    return rows
+
+
+def train_tokenizer(path: Path):
+    """A byte-level BPE tokenizer with special tokens and a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<pad>", "<eos>", "<bos>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    corpus = [f"{r['prompt']} {r['completion']}" for r in arithmetic_rows(200)]
+    corpus += ["def add(a, b):\n    return a + b\n", "Task: Solution: Question: Answer:"] * 20
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(path)
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tiny_causal(tmp_path_factory) -> Path:
+    """A 2-layer, 64-dim Llama with a chat template, saved as safetensors."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-causal")
+    tok = train_tokenizer(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq(tmp_path_factory) -> Path:
+    """A 2-layer, 64-dim T5 with the same kind of tokenizer."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    path = tmp_path_factory.mktemp("tiny-t5")
+    tok = train_tokenizer(path)
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=len(tok),
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_heads=4,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )
+    T5ForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def arith_data(tmp_path_factory) -> Path:
+    """A jsonl file of 160 learnable rows."""
+    path = tmp_path_factory.mktemp("data") / "arith.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in arithmetic_rows(160)))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Keep each test's honed cache and working directory private."""
+    monkeypatch.setenv("HONED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,191 @@
+"""Whole fine-tune runs on tiny random models: full, LoRA, QLoRA, seq2seq, resume, NaN stop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from honed.artifacts import read_manifest, tmp_dir_for
+from honed.config import FinetuneConfig
+from honed.errors import NonFiniteLossError
+from honed.train.finetune import Interrupted, finetune
+from honed.train.plots import read_metrics
+
+pytestmark = pytest.mark.integration
+FAST = {
+    "logging_steps": 1,
+    "eval_steps": 10,
+    "save_steps": 10,
+    "samples": 2,
+    "sample_max_new_tokens": 8,
+    "report_to": "none",
+    "batch_size": 8,
+}
+
+
+def run(model: Path, data: Path, out: Path, **kw) -> dict:
+    cfg = FinetuneConfig(model=str(model), data=str(data), output=out, **{**FAST, **kw})
+    result = finetune(cfg)
+    assert result is not None
+    return result.manifest
+
+
+def train_losses(out: Path) -> list[float]:
+    return [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+
+
+def assert_falls(out: Path) -> None:
+    losses = train_losses(out)
+    assert len(losses) >= 20
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < first - 0.3, losses
+
+
+@pytest.mark.parametrize(("method", "lr"), [("full", 3e-3), ("lora", 1e-2), ("qlora", 1e-2)])
+def test_causal_methods_train_and_write_artifact(tiny_causal, arith_data, tmp_path, method, lr):
+    out = tmp_path / method
+    manifest = run(
+        tiny_causal,
+        arith_data,
+        out,
+        method=method,
+        max_steps=24,
+        learning_rate=lr,
+        report_to="tensorboard",
+    )
+    assert_falls(out)
+    assert manifest["metrics"]["eval_loss_after"] < manifest["metrics"]["eval_loss_before"]
+    weights = "model.safetensors" if method == "full" else "adapter_model.safetensors"
+    for name in (
+        weights,
+        "manifest.json",
+        "metrics.jsonl",
+        "loss.png",
+        "samples.md",
+        "tokenizer.json",
+    ):
+        assert (out / name).is_file(), name
+    assert any(p.name.startswith("events.out.tfevents") for p in (out / "tensorboard").iterdir())
+    assert manifest["files"][weights] and manifest["config"]["method"] == method
+    assert manifest["kind"] == ("model" if method == "full" else "adapter")
+    assert "transformers" in manifest["versions"] and not tmp_dir_for(out).exists()
+    assert not (out / "checkpoints").exists() and not (out / "training_args.bin").exists()
+    samples = (out / "samples.md").read_text()
+    assert samples.count("**Before**") == 2 and samples.count("**After**") == 2
+
+
+def test_seq2seq_lora_and_full(tiny_seq2seq, arith_data, tmp_path):
+    for method, lr in (("lora", 1e-2), ("full", 3e-3)):
+        out = tmp_path / method
+        manifest = run(tiny_seq2seq, arith_data, out, method=method, max_steps=24, learning_rate=lr)
+        assert manifest["task"] == "seq2seq"
+        assert_falls(out)
+
+
+def test_qlora_merge_uses_dequantized_base(tiny_causal, arith_data, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from honed.models.merge import dequantized_base
+    from honed.models.resolve import resolve
+
+    out = tmp_path / "q"
+    run(tiny_causal, arith_data, out, method="qlora", max_steps=12, learning_rate=1e-2, merge=True)
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged")
+    reference = PeftModel.from_pretrained(
+        dequantized_base(resolve(str(tiny_causal)), "float32", False), out
+    )
+    ids = torch.tensor([[5, 17, 40, 60, 80]])
+    with torch.no_grad():
+        a, b = merged(ids).logits, reference(ids).logits
+    assert torch.allclose(a, b, atol=1e-4)
+    assert read_manifest(out / "merged")["parent"]["path"] == str(out.resolve())
+    plain = AutoModelForCausalLM.from_pretrained(tiny_causal)
+    w_plain = plain.model.layers[0].mlp.up_proj.weight
+    w_deq = (
+        dequantized_base(resolve(str(tiny_causal)), "float32", False)
+        .model.layers[0]
+        .mlp.up_proj.weight
+    )
+    assert not torch.equal(w_plain, w_deq)  # the base really was dequantized from NF4
+
+
+class StopAt(TrainerCallback):
+    """Simulates Ctrl-C at a given step."""
+
+    def __init__(self, step: int, flags_owner) -> None:
+        self.step, self.owner = step, flags_owner
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            self.owner.flags.interrupted = True
+
+
+def test_resume_matches_uninterrupted_run(tiny_causal, arith_data, tmp_path, monkeypatch):
+    kw = {"method": "lora", "max_steps": 20, "learning_rate": 1e-2, "save_steps": 5}
+    full_out = tmp_path / "full"
+    run(tiny_causal, arith_data, full_out, **kw)
+    out = tmp_path / "resumed"
+    import honed.train.finetune as ft
+
+    real_guard = ft.GuardCallback
+
+    class InterruptingGuard(real_guard):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 8:
+                self.flags.interrupted = True
+            return super().on_step_end(args, state, control, **kwargs)
+
+    monkeypatch.setattr(ft, "GuardCallback", InterruptingGuard)
+    with pytest.raises(Interrupted):
+        run(tiny_causal, arith_data, out, **kw)
+    work = tmp_dir_for(out)
+    assert (work / "checkpoints" / "checkpoint-8" / "trainer_state.json").is_file()
+    monkeypatch.setattr(ft, "GuardCallback", real_guard)
+    run(tiny_causal, arith_data, out, resume=True, **kw)
+    a, b = train_losses(full_out), train_losses(out)
+    assert len(a) == len(b) == 20
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-4, [
+        (i, x, y) for i, (x, y) in enumerate(zip(a, b, strict=True)) if abs(x - y) > 1e-4
+    ]
+
+
+class Poison(TrainerCallback):
+    """Makes every weight NaN from a given step on, as a diverging run would."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.model = step, None
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step >= self.step and model is not None:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float("nan"))
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tiny_causal, arith_data, tmp_path):
+    out = tmp_path / "nan"
+    cfg = FinetuneConfig(
+        model=str(tiny_causal),
+        data=str(arith_data),
+        output=out,
+        method="full",
+        max_steps=30,
+        nan_patience=3,
+        **{**FAST, "save_steps": 4},
+    )
+    with pytest.raises(NonFiniteLossError, match="checkpoint-8"):
+        finetune(cfg, extra_callbacks=[Poison(step=9)])
+    work = tmp_dir_for(out)
+    ckpts = sorted(p.name for p in (work / "checkpoints").iterdir() if p.name.startswith("check"))
+    assert ckpts[-1] == "checkpoint-8" and not out.exists()
+    from safetensors.torch import load_file
+
+    weights = load_file(work / "checkpoints" / "checkpoint-8" / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    metrics = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("loss") != r.get("loss") for r in metrics)  # NaN was logged honestly
