@@ -5,9 +5,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup quickstart test test-all lint clean
+.PHONY: setup sysdeps quickstart test test-all clean
 
 setup: $(STAMP)
+
+# bubblewrap (and util-linux's setpriv/unshare) sandbox generated code in `honed eval`.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+sysdeps:
+	@command -v bwrap >/dev/null && command -v setpriv >/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +26,11 @@ $(STAMP): pyproject.toml
 quickstart: $(STAMP)
 	$(BIN)/honed finetune --config recipes/quickstart.yaml
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -m "not slow" -q -p no:cacheprovider
 
-test-all: $(STAMP)
+test-all: $(STAMP) sysdeps
 	$(BIN)/pytest -q
 
 clean:

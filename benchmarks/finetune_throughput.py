@@ -46,7 +46,7 @@ def cpu_name() -> str:
 
 def lora() -> LoraConfig:
     return LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+        r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
     )
 
 
@@ -76,6 +76,8 @@ def baseline(model_dir: str, tok, train: list[dict], out: Path) -> dict:
         save_strategy="no",
         logging_steps=10,
         include_num_input_tokens_seen="non_padding",
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     trainer = SFTTrainer(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from honed.errors import HonedError
 
@@ -98,7 +98,7 @@ class FinetuneConfig(StageConfig):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     lora_r: int = Field(16, gt=0, description="LoRA rank.")
     lora_alpha: int = Field(32, gt=0, description="LoRA alpha (scale = alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (0 is PEFT's default; dropout is slow on CPU).")
     lora_targets: str = Field(
         "all-linear",
         description="Modules to adapt: all-linear or comma-separated names (q_proj,v_proj).",
@@ -201,3 +201,89 @@ def build_config(
         return cls(**values)
     except ValidationError as exc:
         raise HonedError(describe_validation_error(exc, cls)) from exc
+
+
+class EvalConfig(StageConfig):
+    """Everything `honed eval` needs: pass@k on code tasks, text metrics on text tasks."""
+
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="Model: hub id, HF dir, .gguf file, artifact dir or built-in name.",
+    )
+    task: str = Field(
+        "humaneval",
+        description="Task: humaneval, mbpp (test split), mbpp-sanitized, or text:SPEC (jsonl/json file, canard, quotes).",
+    )
+    output: Path | None = Field(
+        None, description="Directory for samples and summary (default runs/eval-<model>-<task>)."
+    )
+    overwrite: bool = Field(False, description="Replace an existing output directory.")
+    prompting: Literal["auto", "base", "chat"] = Field(
+        "auto",
+        description="base: complete the prompt; chat: ask via the chat template; auto: chat when the model has one.",
+    )
+    template: str = Field(
+        "auto",
+        description="Base-prompting layout for MBPP and text tasks: auto (the artifact's training template, else standard), standard, task, qa, plain, or 'Q: {prompt}\\nA: '.",
+    )
+    n_samples: int = Field(1, gt=0, description="Completions per problem (pass@k needs k or more).")
+    k: str = Field(
+        "1", pattern=r"^\s*\d+(\s*,\s*\d+)*\s*$", description="pass@k values, e.g. 1 or 1,10."
+    )
+    temperature: float = Field(
+        0.0, ge=0, description="Sampling temperature (0: greedy; n_samples > 1 needs > 0)."
+    )
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
+    max_new_tokens: int = Field(512, gt=0, description="New tokens per completion at most.")
+    seed: int = Field(42, description="Sampling seed (sample i of each problem uses seed + i).")
+    batch_size: int = Field(8, gt=0, description="Prompts per generate call.")
+    limit: int | None = Field(None, gt=0, description="Evaluate only the first N problems or rows.")
+    backend: Literal["auto", "transformers", "llama.cpp"] = Field(
+        "auto", description="Runtime: auto = llama.cpp for .gguf files, transformers otherwise."
+    )
+    threads: int | None = Field(None, gt=0, description="CPU threads for the runtime.")
+    n_ctx: int | None = Field(
+        None, gt=0, description="Context size for llama.cpp (default: the model's)."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="transformers dtype: auto = bf16 on CUDA if supported, else float32."
+    )
+    device: str | None = Field(
+        None, description="transformers device (cpu, cuda, cuda:1; default: best)."
+    )
+    workers: int = Field(2, gt=0, description="Sandboxed programs run in parallel with generation.")
+    timeout_s: float = Field(
+        10.0, gt=0, description="Wall-clock (and CPU) seconds per test program."
+    )
+    unsafe_no_sandbox: bool = Field(
+        False,
+        description="Run generated code WITHOUT the bubblewrap sandbox (only if you trust it).",
+    )
+    samples: Path | None = Field(
+        None,
+        description="Re-score a samples.jsonl (or human-eval style task_id/completion jsonl) without generating.",
+    )
+    metric: Literal["auto", "perplexity"] = Field(
+        "auto",
+        description="Text tasks: auto = exact match, BLEU, chrF, ROUGE-L; perplexity = of the references.",
+    )
+    prompt_field: str | None = Field(
+        None, description="Text tasks: row field holding the prompt (auto-detected when unset)."
+    )
+    completion_field: str | None = Field(
+        None, description="Text tasks: row field holding the reference (auto-detected when unset)."
+    )
+    skip_bad_rows: bool = Field(
+        False, description="Text tasks: skip and count malformed rows instead of stopping."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub (off unless you trust it)."
+    )
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_as_text(cls, value: Any) -> Any:
+        """YAML reads `k: 1` as a number and `k: [1, 10]` as a list: accept both."""
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value)
+        return str(value) if isinstance(value, int) else value

@@ -33,6 +33,8 @@ def honed(*args: str) -> tuple[int, str]:
         (["lr=0.1"], "unknown config key 'lr'"),
         (["--lora-targets", "nonexistent_proj"], "LoRA target nonexistent_proj matches no module"),
         (["--batch-size", "zero"], "bad value for 'batch_size'"),
+        (["--data", "org/not-a-dataset"], "data 'org/not-a-dataset' not found"),
+        (["--report-to", "mlflow"], "unknown --report-to mlflow"),
     ],
 )
 def test_bad_input_is_one_line(tiny_causal, arith_data, args, expected):
@@ -41,6 +43,7 @@ def test_bad_input_is_one_line(tiny_causal, arith_data, args, expected):
     assert code == 2, output
     assert expected in " ".join(output.split()), output
     assert "Traceback" not in output
+    assert not list(Path("runs").glob("*.tmp"))  # a failed fresh run leaves nothing behind
 
 
 def test_malformed_row_and_existing_output(tiny_causal, tmp_path):

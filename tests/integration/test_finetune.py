@@ -189,3 +189,15 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tiny_causal, arith_
     assert all(torch.isfinite(t).all() for t in weights.values())
     metrics = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("loss") != r.get("loss") for r in metrics)  # NaN was logged honestly
+
+
+def test_wandb_offline_run_is_logged(tiny_causal, arith_data, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "wb"
+    run(tiny_causal, arith_data, out, method="lora", max_steps=3, report_to="wandb,tensorboard")
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    assert "wandb/" not in " ".join(json.loads((out / "manifest.json").read_text())["files"])
+

@@ -7,6 +7,7 @@ finite keeps its last good checkpoint.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -260,18 +261,31 @@ def _write_merged(cfg: FinetuneConfig, loaded: LoadedModel, work: Path, final: P
     )
 
 
-def finetune(cfg: FinetuneConfig, extra_callbacks: list[Any] | None = None) -> RunResult | None:
-    """Run the fine-tune stage; returns the result on the main process, None on others."""
-    final = (cfg.output or default_output(cfg)).resolve()
-    state = PartialState()
-    with state.main_process_first():
-        if state.is_main_process:
-            work = artifacts.prepare_output(final, overwrite=cfg.overwrite, resume=cfg.resume)
-        work = artifacts.tmp_dir_for(final)
+REPORTERS = ("tensorboard", "wandb", "none")
+
+
+def setup_loggers(report_to: str, work: Path, run_name: str) -> None:
+    """Point TensorBoard and W&B (offline works too) at the work dir; check they exist."""
+    names = [r.strip() for r in report_to.split(",") if r.strip()]
+    unknown = [n for n in names if n not in REPORTERS]
+    if unknown:
+        raise HonedError(
+            f"unknown --report-to {', '.join(unknown)}: use tensorboard, wandb or none"
+        )
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "tensorboard")
+    if "wandb" in names:
+        if importlib.util.find_spec("wandb") is None:
+            raise HonedError("--report-to wandb needs wandb: pip install 'honed[wandb]'")
+        os.environ["WANDB_DIR"] = str(work)
+        os.environ.setdefault("WANDB_PROJECT", "honed")
+        os.environ.setdefault("WANDB_NAME", run_name)
+
+
+def _prepare(cfg: FinetuneConfig, work: Path, final: Path) -> tuple[LoadedModel, PreparedData]:
     set_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "tensorboard")
+    setup_loggers(cfg.report_to, work, final.name)
     loaded = _load(cfg)
     data = prepare_data(
         cfg.data,
@@ -289,11 +303,19 @@ def finetune(cfg: FinetuneConfig, extra_callbacks: list[Any] | None = None) -> R
     )
     if data.skipped:
         log.warning("skipped %d malformed rows (first: %s)", data.skipped, data.first_skipped)
+    return loaded, data
+
+
+def _run(
+    cfg: FinetuneConfig, work: Path, final: Path, extra_callbacks: list[Any]
+) -> RunResult | None:
+    state = PartialState()
+    loaded, data = _prepare(cfg, work, final)
     if state.is_main_process:
         _before(cfg, loaded, data, work)
     flags = RunFlags(patience=cfg.nan_patience)
     trainer = _build_trainer(cfg, loaded, data, work, flags)
-    for cb in extra_callbacks or []:
+    for cb in extra_callbacks:
         trainer.add_callback(cb)
     metrics = _train(cfg, trainer, work, flags)
     _stop_if_failed(flags, work)
@@ -310,3 +332,27 @@ def finetune(cfg: FinetuneConfig, extra_callbacks: list[Any] | None = None) -> R
     manifest = artifacts.write_manifest(work, _manifest(cfg, loaded, data, metrics))
     artifacts.publish(work, final)
     return RunResult(final, manifest, metrics)
+
+
+def finetune(cfg: FinetuneConfig, extra_callbacks: list[Any] | None = None) -> RunResult | None:
+    """Run the fine-tune stage; returns the result on the main process, None on others.
+
+    A fresh run that fails before its first checkpoint removes its work dir, so fixing a typo
+    and running again needs no --overwrite; anything with a checkpoint is kept for --resume.
+    """
+    final = (cfg.output or default_output(cfg)).resolve()
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            artifacts.prepare_output(final, overwrite=cfg.overwrite, resume=cfg.resume)
+    work = artifacts.tmp_dir_for(final)
+    try:
+        return _run(cfg, work, final, extra_callbacks or [])
+    except BaseException:
+        if (
+            state.is_main_process
+            and not cfg.resume
+            and latest_checkpoint(work / "checkpoints") is None
+        ):
+            shutil.rmtree(work, ignore_errors=True)
+        raise

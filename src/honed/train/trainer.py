@@ -33,6 +33,28 @@ from honed.train.callbacks import RunFlags
 STATE_FILE = "trainer_state.json"
 
 
+def use_compact_lm_head() -> None:
+    """Make TRL's fused LM head project only the positions that carry a label, on CPU too.
+
+    TRL 1.16 computes the loss through a chunked, fused LM head. On CUDA it selects the
+    label-bearing rows first; elsewhere it projects every position (prompt and padding too)
+    and masks the result. The selection is the same math on any device, and with the loss
+    on the answer only it skips about half of the vocabulary projection, the largest single
+    matmul of a small model. Measured in benchmarks/finetune_throughput.py.
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None or getattr(original, "honed_compact", False):
+        return
+
+    def compact(device: torch.device) -> bool:
+        return device.type == "cpu" or original(device)
+
+    compact.honed_compact = True  # type: ignore[attr-defined]
+    trl_utils._use_triton = compact
+
+
 class HonedTrainerMixin:
     """Finite-loss observation and atomic checkpoints for any HF Trainer subclass."""
 
@@ -171,6 +193,7 @@ def build_sft_trainer(
     callbacks: list[Any],
 ) -> Trainer:
     """TRL SFTTrainer for a causal LM, with packing / padding-free / grouping as configured."""
+    use_compact_lm_head()
     args = common_args(cfg, out, bool(validation), bf16)
     packed = cfg.batching == "packed"
     sft = SFTConfig(
