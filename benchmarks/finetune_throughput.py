@@ -31,7 +31,7 @@ from honed.data import prepare_data
 from honed.models.load import load_tokenizer, weights_dir
 from honed.models.resolve import resolve
 from honed.train.callbacks import RunFlags
-from honed.train.trainer import build_sft_trainer
+from honed.train.trainer import TrainSetup, build_sft_trainer
 
 HERE = Path(__file__).resolve().parent
 
@@ -104,7 +104,7 @@ def honed(model_dir: str, tok, train: list[dict], out: Path) -> dict:
         logging_steps=10,
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    trainer = build_sft_trainer(cfg, model, tok, train, [], out / "honed", False, lora(), [])
+    trainer = build_sft_trainer(TrainSetup(cfg, model, tok, train, [], out / "honed"), lora())
     trainer.honed_flags = RunFlags()
     return measure(trainer)
 

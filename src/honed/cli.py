@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from honed.config import FinetuneConfig, build_config
+from honed.config import EvalConfig, FinetuneConfig, build_config
 from honed.errors import HonedError
 
 app = typer.Typer(
@@ -151,3 +151,26 @@ def main() -> None:
 @app.callback()
 def root() -> None:
     """honed: make a small language model good at one job and fast, with numbers to prove it."""
+
+
+@stage_command(
+    "eval",
+    EvalConfig,
+    "Evaluate a model: pass@k on humaneval/mbpp/mbpp-sanitized (sandboxed), text metrics on "
+    "text:SPEC.",
+)
+def run_eval(cfg: EvalConfig) -> None:
+    """Run the eval stage and print its headline numbers."""
+    from honed.evaluate.run import evaluate
+
+    show_eval(evaluate(cfg))
+
+
+def show_eval(summary: dict[str, Any]) -> None:
+    """A short table of the eval summary."""
+    from honed.evaluate.report import fmt_value, headline
+
+    table = Table(title=f"honed eval: {summary['output']}", show_header=False)
+    for key, value in headline(summary):
+        table.add_row(key, fmt_value(value))
+    out.print(table)

@@ -195,6 +195,10 @@ def build_config(
     values: dict[str, Any] = {}
     if recipe is not None:
         values.update(read_recipe(recipe, cls.__name__.removesuffix("Config").lower()))
+    positional = [item for item in overrides if "=" not in item]
+    if len(positional) == 1 and "model" in cls.model_fields:  # `honed eval MODEL ...`
+        values["model"] = positional[0]
+        overrides = [item for item in overrides if "=" in item]
     values.update(parse_overrides(overrides))
     values.update({k: v for k, v in cli_values.items() if v is not None})
     try:

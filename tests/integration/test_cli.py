@@ -72,31 +72,18 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": src, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
+def finetune_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """`finetune` arguments for a quiet tiny run; extra flags override earlier ones."""
+    return ["finetune", "--model", str(model), "--data", str(data), "--output", str(out),
+            "--samples", "0", "--report-to", "none", "--logging-steps", "1", *extra]  # fmt: skip
+
+
 def test_ctrl_c_saves_checkpoint_exits_130_and_resumes(tiny_causal, arith_data, tmp_path):
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "honed",
-        "finetune",
-        "--model",
-        str(tiny_causal),
-        "--data",
-        str(arith_data),
-        "--output",
-        str(out),
-        "--max-steps",
-        "400",
-        "--samples",
-        "0",
-        "--report-to",
-        "none",
-        "--logging-steps",
-        "1",
-        "--save-steps",
-        "1000",
-    ]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    honed_cmd = [sys.executable, "-m", "honed"]
+    args = finetune_args(tiny_causal, arith_data, out, "--save-steps", "1000")
+    proc = subprocess.Popen([*honed_cmd, *args, "--max-steps", "400"], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     metrics = out.with_name("run.tmp") / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and "loss" in metrics.read_text()):
@@ -109,24 +96,8 @@ def test_ctrl_c_saves_checkpoint_exits_130_and_resumes(tiny_causal, arith_data, 
     assert len(ckpts) == 1 and (ckpts[0] / "trainer_state.json").is_file()
     step = int(ckpts[0].name.split("-")[1])
     assert 0 < step < 400
-    resumed = subprocess.run(
-        [
-            *cmd[:-10],
-            "--max-steps",
-            str(step + 3),
-            "--samples",
-            "0",
-            "--report-to",
-            "none",
-            "--logging-steps",
-            "1",
-            "--resume",
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = subprocess.run([*honed_cmd, *args, "--max-steps", str(step + 3), "--resume"],
+                             env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["metrics"]["steps"] == step + 3
@@ -134,41 +105,12 @@ def test_ctrl_c_saves_checkpoint_exits_130_and_resumes(tiny_causal, arith_data, 
 
 def test_accelerate_launch_two_processes(tiny_causal, arith_data, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "2",
-        "--cpu",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "honed",
-        "finetune",
-        "--model",
-        str(tiny_causal),
-        "--data",
-        str(arith_data),
-        "--output",
-        str(out),
-        "--method",
-        "lora",
-        "--max-steps",
-        "6",
-        "--samples",
-        "1",
-        "--sample-max-new-tokens",
-        "4",
-        "--report-to",
-        "none",
-        "--logging-steps",
-        "1",
-    ]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2",
+              "--cpu", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no"]  # fmt: skip
+    args = finetune_args(tiny_causal, arith_data, out, "--method", "lora", "--max-steps", "6",
+                         "--samples", "1", "--sample-max-new-tokens", "4")  # fmt: skip
+    cmd = [*launch, "-m", "honed", *args]
     result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())

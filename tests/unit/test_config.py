@@ -50,3 +50,10 @@ def test_recipe_errors(tmp_path):
 def test_every_field_is_documented():
     for name, info in FinetuneConfig.model_fields.items():
         assert info.description, name
+
+
+def test_one_bare_argument_is_the_model():
+    cfg = build_config(FinetuneConfig, None, ["org/model", "max_steps=3"], {})
+    assert (cfg.model, cfg.max_steps) == ("org/model", 3)
+    with pytest.raises(HonedError, match="key=value"):
+        build_config(FinetuneConfig, None, ["a", "b"], {})

@@ -40,7 +40,12 @@ from honed.train.callbacks import (
 )
 from honed.train.plots import plot_loss
 from honed.train.samples import generate_texts, sample_prompts, write_samples
-from honed.train.trainer import build_seq2seq_trainer, build_sft_trainer, latest_checkpoint
+from honed.train.trainer import (
+    TrainSetup,
+    build_seq2seq_trainer,
+    build_sft_trainer,
+    latest_checkpoint,
+)
 
 log = logging.getLogger("honed")
 
@@ -120,20 +125,15 @@ def _build_trainer(
     peft = lora_config(cfg, loaded) if cfg.method != "full" else None
     callbacks = [MetricsLogger(work / "metrics.jsonl"), GuardCallback(flags)]
     validation = data.validation[: cfg.max_eval_samples]
-    out = work / "checkpoints"
-    if loaded.is_seq2seq:
-        model = loaded.model
-        if peft is not None:
-            if cfg.method == "qlora":
-                model = prepare_model_for_kbit_training(model, cfg.gradient_checkpointing)
-            model = get_peft_model(model, peft)
-        trainer = build_seq2seq_trainer(
-            cfg, model, loaded.tokenizer, data.train, validation, out, bf16, callbacks
-        )
-    else:
-        trainer = build_sft_trainer(
-            cfg, loaded.model, loaded.tokenizer, data.train, validation, out, bf16, peft, callbacks
-        )
+    model = loaded.model
+    if loaded.is_seq2seq and peft is not None:
+        if cfg.method == "qlora":
+            model = prepare_model_for_kbit_training(model, cfg.gradient_checkpointing)
+        model = get_peft_model(model, peft)
+    setup = TrainSetup(
+        cfg, model, loaded.tokenizer, data.train, validation, work / "checkpoints", bf16, callbacks
+    )
+    trainer = build_seq2seq_trainer(setup) if loaded.is_seq2seq else build_sft_trainer(setup, peft)
     trainer.honed_flags = flags  # type: ignore[attr-defined]
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -181,20 +182,25 @@ def common_args(cfg: FinetuneConfig, out: Path, has_eval: bool, bf16: bool) -> d
     }
 
 
-def build_sft_trainer(
-    cfg: FinetuneConfig,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train: list[Example],
-    validation: list[Example],
-    out: Path,
-    bf16: bool,
-    peft_config: Any,
-    callbacks: list[Any],
-) -> Trainer:
+@dataclass
+class TrainSetup:
+    """What both trainer builders need: config, model, data, where to write, callbacks."""
+
+    cfg: FinetuneConfig
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    train: list[Example]
+    validation: list[Example]
+    out: Path
+    bf16: bool = False
+    callbacks: list[Any] = field(default_factory=list)
+
+
+def build_sft_trainer(setup: TrainSetup, peft_config: Any = None) -> Trainer:
     """TRL SFTTrainer for a causal LM, with packing / padding-free / grouping as configured."""
     use_compact_lm_head()
-    args = common_args(cfg, out, bool(validation), bf16)
+    cfg, train, validation = setup.cfg, setup.train, setup.validation
+    args = common_args(cfg, setup.out, bool(validation), setup.bf16)
     packed = cfg.batching == "packed"
     sft = SFTConfig(
         **args,
@@ -205,13 +211,13 @@ def build_sft_trainer(
         dataset_num_proc=None,
     )
     return HonedSFTTrainer(
-        model=model,
+        model=setup.model,
         args=sft,
         train_dataset=Dataset.from_list(train),
         eval_dataset=Dataset.from_list(validation) if validation else None,
-        processing_class=tokenizer,
+        processing_class=setup.tokenizer,
         peft_config=peft_config,
-        callbacks=callbacks,
+        callbacks=setup.callbacks,
     )
 
 
@@ -226,26 +232,17 @@ def _seq2seq_dataset(
     return Dataset.from_list(rows)
 
 
-def build_seq2seq_trainer(
-    cfg: FinetuneConfig,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train: list[Example],
-    validation: list[Example],
-    out: Path,
-    bf16: bool,
-    callbacks: list[Any],
-) -> Trainer:
+def build_seq2seq_trainer(setup: TrainSetup) -> Trainer:
     """Seq2SeqTrainer for encoder-decoder models (T5 / Flan-T5)."""
-    args = common_args(cfg, out, bool(validation), bf16)
+    cfg, tok = setup.cfg, setup.tokenizer
+    args = common_args(cfg, setup.out, bool(setup.validation), setup.bf16)
+    validation = _seq2seq_dataset(setup.validation, tok, cfg.max_length)
     return HonedSeq2SeqTrainer(
-        model=model,
+        model=setup.model,
         args=Seq2SeqTrainingArguments(**args),
-        train_dataset=_seq2seq_dataset(train, tokenizer, cfg.max_length),
-        eval_dataset=_seq2seq_dataset(validation, tokenizer, cfg.max_length)
-        if validation
-        else None,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
-        processing_class=tokenizer,
-        callbacks=callbacks,
+        train_dataset=_seq2seq_dataset(setup.train, tok, cfg.max_length),
+        eval_dataset=validation if setup.validation else None,
+        data_collator=DataCollatorForSeq2Seq(tok, model=setup.model, label_pad_token_id=-100),
+        processing_class=tok,
+        callbacks=setup.callbacks,
     )

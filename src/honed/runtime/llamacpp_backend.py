@@ -1,0 +1,218 @@
+"""The llama.cpp backend (llama-cpp-python) for GGUF files: one prompt at a time, on the CPU.
+
+Tokens come from `Llama.generate`, so every sampled token is counted and timed (the first
+one gives the time to first token); text is decoded incrementally as UTF-8 and cut at stop
+strings by the same helpers as the transformers backend. Sampling is exactly
+GenerationParams: llama.cpp's own defaults (top_k 40, min_p 0.05) are turned off.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import random
+import time
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from honed.errors import HonedError
+from honed.models.resolve import ModelSource
+from honed.runtime.base import Completion, GenerationParams, register
+from honed.runtime.text import StopFilter, filter_stream, token_budget
+
+INSTALL_HINT = (
+    "the llama.cpp backend needs llama-cpp-python: pip install llama-cpp-python==0.3.36 "
+    "(it builds from source, a few minutes), or use --backend transformers"
+)
+
+try:
+    import llama_cpp
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+except (ImportError, OSError, RuntimeError):  # missing, or its shared library fails to load
+    llama_cpp = None
+
+
+@dataclass
+class Tally:
+    """What one generation cost: sampled tokens, when the first came, why it ended."""
+
+    started: float
+    prompt_tokens: int
+    tokens: int = 0
+    first_token_at: float | None = None
+    ended: bool = False  # an end-of-generation token was sampled
+    stopped: bool = False  # a stop string appeared
+
+    def token(self) -> None:
+        self.tokens += 1
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+
+class LlamaCppBackend:
+    """A llama-cpp-python model behind the Backend protocol."""
+
+    name = "llama.cpp"
+
+    def __init__(
+        self, llm: Any, *, ref: str, seed: int | None = None, reuse_prefix: bool = True
+    ) -> None:
+        self.llm = llm
+        self.model_ref = ref
+        self.reuse_prefix = reuse_prefix
+        # Free the model when this backend goes, or at exit before Python tears modules down
+        # (Llama.__del__ at that point prints a TypeError).
+        self._free = weakref.finalize(self, llm.close)
+        # llama.cpp rounds the context up to a multiple of 256, but llama-cpp-python's token
+        # buffer keeps the size asked for: the smaller of the two is what can be used.
+        self.context_size = min(llm.n_ctx(), len(llm.input_ids))
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._rng = random.Random(seed)
+        self._template = llm.metadata.get("tokenizer.chat_template")
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(self._template)
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """Render the GGUF's chat template (as llama-cpp-python's chat handler does)."""
+        if not self.has_chat_template:
+            raise HonedError(
+                f"model '{self.model_ref}' has no chat template: use plain prompts with it"
+            )
+        formatter = Jinja2ChatFormatter(
+            template=self._template,
+            eos_token=self._token_text(self.llm.token_eos()),
+            bos_token=self._token_text(self.llm.token_bos()),
+            add_generation_prompt=True,
+        )
+        return formatter(messages=messages).prompt
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of the text itself, without a BOS token."""
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        """Complete each prompt in turn (llama.cpp runs one sequence at a time here)."""
+        return [self._complete(prompt, params) for prompt in prompts]
+
+    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
+        """Yield the completion's text as it grows, cut at the first stop string."""
+        tokens = self._prompt_tokens(prompt)
+        yield from self._run(tokens, params, Tally(time.perf_counter(), len(tokens)))
+
+    def close(self) -> None:
+        self._free()
+        self.llm = None
+
+    # internals
+
+    def _complete(self, prompt: str, params: GenerationParams) -> Completion:
+        started = time.perf_counter()
+        tokens = self._prompt_tokens(prompt)
+        tally = Tally(started, len(tokens))
+        text = "".join(self._run(tokens, params, tally))
+        total = time.perf_counter() - started
+        return Completion(
+            text=text,
+            prompt_tokens=tally.prompt_tokens,
+            completion_tokens=tally.tokens,
+            ttft_s=(tally.first_token_at or started + total) - started,
+            total_s=total,
+            finish_reason="stop" if tally.ended or tally.stopped else "length",
+        )
+
+    def _prompt_tokens(self, prompt: str) -> list[int]:
+        """The prompt as llama-cpp-python's completion API tokenizes it (BOS if the model asks)."""
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        if not tokens:
+            raise HonedError("cannot generate from an empty prompt: give the model some text")
+        return tokens
+
+    def _run(self, tokens: list[int], params: GenerationParams, tally: Tally) -> Iterator[str]:
+        """The completion's text, piece by piece, ending at a stop string, EOG or the budget."""
+        stops = StopFilter(params.stop)
+        pieces = self._pieces(tokens, params, tally)
+        try:
+            yield from filter_stream(pieces, stops)
+        finally:
+            pieces.close()  # stops llama.cpp's token generator too
+            tally.stopped = stops.stopped
+
+    def _pieces(self, tokens: list[int], params: GenerationParams, tally: Tally) -> Iterator[str]:
+        """Decoded text of each sampled token, complete UTF-8 characters only."""
+        budget = token_budget(len(tokens), params.max_new_tokens, self.context_size)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.llm.set_seed(self._seed(params))
+        if not self.reuse_prefix:
+            self.llm.reset()  # evaluate the whole prompt, not only what differs from the last
+        for token in self.llm.generate(tokens, **self._sampling(params)):
+            tally.token()
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                tally.ended = True
+                break
+            if piece := decoder.decode(self.llm.detokenize([token])):
+                yield piece
+            if tally.tokens >= budget:
+                break
+        if tail := decoder.decode(b"", final=True):
+            yield tail
+
+    def _seed(self, params: GenerationParams) -> int:
+        return params.seed if params.seed is not None else self._rng.randrange(2**32)
+
+    def _sampling(self, params: GenerationParams) -> dict[str, Any]:
+        """Greedy at temperature 0, else temperature and top_p only (no top_k, min_p)."""
+        return {
+            "temp": params.temperature,
+            "top_p": params.top_p,
+            "top_k": 0,
+            "min_p": 0.0,
+            "typical_p": 1.0,
+            "repeat_penalty": 1.0,
+        }
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+
+def default_threads() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@register("llama.cpp")
+def load_llamacpp(
+    source: ModelSource,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    seed: int | None = None,
+    n_gpu_layers: int = 0,
+    reuse_prefix: bool = True,
+) -> LlamaCppBackend:
+    """Load a GGUF file (n_ctx 0: the model's training context; n_gpu_layers -1: all).
+
+    reuse_prefix keeps the KV cache of the prompt prefix shared with the previous call, as
+    llama.cpp does by default; turn it off to time every prompt from scratch.
+    """
+    if llama_cpp is None:
+        raise HonedError(INSTALL_HINT)
+    if source.kind != "gguf":
+        raise HonedError(f"the llama.cpp backend runs .gguf files; '{source.ref}' is not one")
+    threads = n_threads or default_threads()
+    llm = llama_cpp.Llama(
+        model_path=source.path,
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_gpu_layers=n_gpu_layers,
+        verbose=False,
+    )
+    return LlamaCppBackend(llm, ref=source.ref, seed=seed, reuse_prefix=reuse_prefix)

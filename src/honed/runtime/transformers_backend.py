@@ -1,0 +1,258 @@
+"""The transformers (torch) backend: batched, left-padded generation on CPU or CUDA.
+
+Loads any model honed's model layer can load (HF dirs, hub ids, adapters merged into their
+base, GGUF dequantized to float, bitsandbytes 4-bit). Generation follows GenerationParams
+exactly: the model's own sampling defaults (top_k, repetition penalty, ...) are not applied.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, StoppingCriteriaList
+
+from honed.errors import HonedError
+from honed.models.load import load_model
+from honed.models.resolve import ModelSource
+from honed.runtime.base import Completion, GenerationParams, register
+from honed.runtime.text import (
+    StopFilter,
+    clean_stops,
+    filter_stream,
+    token_budget,
+    truncate_at_stop,
+)
+from honed.runtime.transformers_hooks import DECODE, StepWatch, TextQueue
+
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def context_size_of(config: Any) -> int:
+    """Longest sequence the model takes, from its config (512 for T5-style models)."""
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 512 if getattr(config, "is_encoder_decoder", False) else 2048
+
+
+def pick_device(device: str) -> torch.device:
+    """`auto` is the CUDA GPU when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        target = torch.device(device)
+    except RuntimeError as exc:
+        raise HonedError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from exc
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise HonedError(f"device '{device}' asked for, but torch sees no CUDA GPU: use cpu")
+    return target
+
+
+class TransformersBackend:
+    """A transformers model and tokenizer behind the Backend protocol."""
+
+    name = "transformers"
+
+    def __init__(
+        self, model: Any, tokenizer: Any, *, ref: str, is_seq2seq: bool, batch_size: int = 8
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model_ref = ref
+        self.is_seq2seq = is_seq2seq
+        self.batch_size = max(1, batch_size)
+        self.context_size = context_size_of(model.config)
+        tokenizer.padding_side = "right" if is_seq2seq else "left"
+        self._token_ids = self._special_token_ids()
+        # Only the special token ids stay, so GenerationParams alone decide how to sample.
+        self.model.generation_config = GenerationConfig(**self._token_ids)
+        eos = self._token_ids["eos_token_id"]
+        self._eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+
+    def _special_token_ids(self) -> dict[str, Any]:
+        own = self.model.generation_config
+        return {
+            "eos_token_id": own.eos_token_id or self.tokenizer.eos_token_id,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "bos_token_id": own.bos_token_id,
+            "decoder_start_token_id": own.decoder_start_token_id,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        if not self.has_chat_template:
+            raise HonedError(
+                f"model '{self.model_ref}' has no chat template: use plain prompts with it"
+            )
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of the text itself, without special tokens the tokenizer may add."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        """Complete prompts in batches of similar length; results keep the prompts' order."""
+        self._seed(params)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: dict[int, Completion] = {}
+        for at in range(0, len(order), self.batch_size):
+            chunk = order[at : at + self.batch_size]
+            done = self._generate_batch([prompts[i] for i in chunk], params)
+            results.update(zip(chunk, done, strict=True))
+        return [results[i] for i in range(len(prompts))]
+
+    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
+        """Yield the completion's text as it grows, cut at the first stop string."""
+        self._seed(params)
+        stop = clean_stops(params.stop)
+        inputs, max_new = self._inputs([self._encode(prompt)], params)
+        watch, streamer = StepWatch(self.tokenizer, stop), TextQueue(self.tokenizer)
+        errors: list[BaseException] = []
+        kwargs = self._generate_kwargs(inputs, params, max_new, watch)
+        thread = threading.Thread(target=self._run, args=(kwargs, streamer, errors), daemon=True)
+        thread.start()
+        try:
+            yield from filter_stream(streamer, StopFilter(stop))
+        finally:
+            watch.cancelled = True
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # internals
+
+    def _run(self, kwargs: dict[str, Any], streamer: TextQueue, errors: list) -> None:
+        try:
+            with torch.inference_mode():
+                self.model.generate(streamer=streamer, **kwargs)
+        except BaseException as exc:  # hand it to the reading thread, which re-raises it
+            errors.append(exc)
+            streamer.end()
+
+    def _seed(self, params: GenerationParams) -> None:
+        if params.temperature > 0 and params.seed is not None:
+            torch.manual_seed(params.seed)
+
+    def _encode(self, prompt: str) -> list[int]:
+        bos = self.tokenizer.bos_token
+        add_special = not (bos and prompt.startswith(bos))  # a chat template may add BOS itself
+        ids = self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
+        if not ids:
+            raise HonedError("cannot generate from an empty prompt: give the model some text")
+        return ids
+
+    def _inputs(
+        self, encoded: list[list[int]], params: GenerationParams
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """Padded tensors on the model's device, and how many new tokens they have room for."""
+        longest = max(len(ids) for ids in encoded)
+        if self.is_seq2seq:
+            token_budget(longest, 1, self.context_size)  # the encoder must take the prompt
+            max_new = params.max_new_tokens
+        else:
+            max_new = token_budget(longest, params.max_new_tokens, self.context_size)
+        batch = self.tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in batch.items()}, max_new
+
+    def _generate_kwargs(
+        self,
+        inputs: dict[str, torch.Tensor],
+        params: GenerationParams,
+        max_new: int,
+        watch: StepWatch,
+    ) -> dict[str, Any]:
+        sample = params.temperature > 0
+        sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
+        config = GenerationConfig(
+            **self._token_ids,
+            max_new_tokens=max_new,
+            do_sample=sample,
+            **(sampling if sample else {}),
+        )
+        stopping = StoppingCriteriaList([watch])
+        return {**inputs, "generation_config": config, "stopping_criteria": stopping}
+
+    def _generate_batch(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        started = time.perf_counter()
+        stop = clean_stops(params.stop)
+        encoded = [self._encode(p) for p in prompts]
+        inputs, max_new = self._inputs(encoded, params)
+        watch = StepWatch(self.tokenizer, stop)
+        with torch.inference_mode():
+            out = self.model.generate(**self._generate_kwargs(inputs, params, max_new, watch))
+        total = time.perf_counter() - started
+        ttft = (watch.first_token_at or started + total) - started
+        new = out[:, 1:] if self.is_seq2seq else out[:, inputs["input_ids"].shape[1] :]
+        timing = {"ttft_s": ttft, "total_s": total}
+        return [
+            self._completion(new[row].tolist(), watch.stopped_at.get(row), stop, len(ids), timing)
+            for row, ids in enumerate(encoded)
+        ]
+
+    def _completion(
+        self,
+        ids: list[int],
+        stopped_at: int | None,
+        stop: tuple[str, ...],
+        prompt_tokens: int,
+        timing: dict[str, float],
+    ) -> Completion:
+        """One row's new tokens, cut where it finished (end of sequence or stop string)."""
+        ids = ids[:stopped_at] if stopped_at is not None else ids
+        eos_at = next((n for n, token in enumerate(ids) if token in self._eos), None)
+        ids = ids if eos_at is None else ids[: eos_at + 1]
+        text, stopped = truncate_at_stop(self.tokenizer.decode(ids, **DECODE), stop)
+        reason = "stop" if stopped or eos_at is not None else "length"
+        return Completion(text, prompt_tokens, len(ids), finish_reason=reason, **timing)
+
+
+@register("transformers")
+def load_transformers(
+    source: ModelSource,
+    dtype: str = "auto",
+    device: str = "auto",
+    load_in_4bit: bool = False,
+    trust_remote_code: bool = False,
+    batch_size: int = 8,
+) -> TransformersBackend:
+    """Load a model source for torch generation (dtype: auto, fp32, bf16, fp16)."""
+    target = pick_device(device)
+    dtype = DTYPE_ALIASES.get(dtype, dtype)
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise HonedError(f"unknown dtype '{dtype}': use auto, fp32, bf16 or fp16")
+    if dtype == "auto" and target.type == "cpu":
+        dtype = "float32"
+    loaded = load_model(
+        source, dtype=dtype, load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code
+    )
+    model = loaded.model
+    if next(model.parameters()).device != target:
+        model = model.to(target)
+    return TransformersBackend(
+        model,
+        loaded.tokenizer,
+        ref=source.ref,
+        is_seq2seq=loaded.is_seq2seq,
+        batch_size=batch_size,
+    )

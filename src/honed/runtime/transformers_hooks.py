@@ -1,0 +1,93 @@
+"""Hooks into transformers' `generate`: first-token timing, stop strings, streaming.
+
+StepWatch is a stopping criterion that stamps the first new token and stops each row at its
+first stop string; TextQueue is a streamer whose pieces add up to the decoded completion.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria
+from transformers.generation.streamers import BaseStreamer
+
+from honed.runtime.text import find_stop
+
+DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+
+
+class StepWatch(StoppingCriteria):
+    """Runs after every generated token: stamps the first one, stops rows at a stop string.
+
+    `stopped_at[row]` is the number of new tokens when that row's stop string appeared;
+    setting `cancelled` stops every row at the next step (a stream whose reader went away).
+    """
+
+    def __init__(self, tokenizer: Any, stop: tuple[str, ...]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = stop
+        self.window = 4 * max((len(s) for s in stop), default=0) + 4  # tokens that hold a stop
+        self.first_token_at: float | None = None
+        self.start = 0
+        self.stopped_at: dict[int, int] = {}
+        self.cancelled = False
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        if self.first_token_at is None:
+            if input_ids.is_cuda:
+                torch.cuda.synchronize(input_ids.device)
+            self.first_token_at = time.perf_counter()
+            self.start = input_ids.shape[1] - 1
+        if self.stop and not self.cancelled:
+            self._check_stops(input_ids)
+        done = torch.full((input_ids.shape[0],), self.cancelled, dtype=torch.bool)
+        done[list(self.stopped_at)] = True
+        return done.to(input_ids.device)
+
+    def _check_stops(self, input_ids: torch.LongTensor) -> None:
+        n_new = input_ids.shape[1] - self.start
+        tails = input_ids[:, max(self.start, input_ids.shape[1] - self.window) :].tolist()
+        for row, text in enumerate(self.tokenizer.batch_decode(tails, **DECODE)):
+            if row not in self.stopped_at and find_stop(text, self.stop) is not None:
+                self.stopped_at[row] = n_new
+
+
+class TextQueue(BaseStreamer):
+    """A streamer for one sequence: queues the growth of the decoded text, token by token.
+
+    Decoding the whole completion each time (instead of pieces) keeps the concatenated pieces
+    equal to what `generate` returns, whatever the tokenizer does with leading spaces.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.sent = 0
+        self.skip_prompt = True
+        self.pieces: queue.Queue[str | None] = queue.Queue()
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.skip_prompt:  # the first call carries the prompt (decoder start for seq2seq)
+            self.skip_prompt = False
+            return
+        self.ids.extend(value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.ids, **DECODE)
+        if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+            self._send(text)
+
+    def end(self) -> None:
+        self._send(self.tokenizer.decode(self.ids, **DECODE))
+        self.pieces.put(None)
+
+    def _send(self, text: str) -> None:
+        if len(text) > self.sent:
+            self.pieces.put(text[self.sent :])
+            self.sent = len(text)
+
+    def __iter__(self) -> Iterator[str]:
+        while (piece := self.pieces.get()) is not None:
+            yield piece
