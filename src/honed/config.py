@@ -98,7 +98,9 @@ class FinetuneConfig(StageConfig):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     lora_r: int = Field(16, gt=0, description="LoRA rank.")
     lora_alpha: int = Field(32, gt=0, description="LoRA alpha (scale = alpha / r).")
-    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (0 is PEFT's default; dropout is slow on CPU).")
+    lora_dropout: float = Field(
+        0.0, ge=0, lt=1, description="LoRA dropout (0 is PEFT's default; dropout is slow on CPU)."
+    )
     lora_targets: str = Field(
         "all-linear",
         description="Modules to adapt: all-linear or comma-separated names (q_proj,v_proj).",

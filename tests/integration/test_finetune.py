@@ -200,4 +200,3 @@ def test_wandb_offline_run_is_logged(tiny_causal, arith_data, tmp_path, monkeypa
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     assert "wandb/" not in " ".join(json.loads((out / "manifest.json").read_text())["files"])
-

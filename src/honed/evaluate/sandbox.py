@@ -134,6 +134,22 @@ def _supports_tmpfs_size(bwrap: str) -> bool:
     return "--size" in usage.stdout + usage.stderr
 
 
+def _interpreter_paths() -> set[str]:
+    """What the sandboxed interpreter needs to see: its binary and its prefixes (a venv)."""
+    return {os.path.realpath(sys.executable), sys.prefix, sys.base_prefix, sys.exec_prefix}
+
+
+def _rebind_under_tmp(paths: set[str]) -> list[str]:
+    """Bind back, read-only, what the private /tmp would hide (a checkout and venv in /tmp).
+
+    bwrap creates missing parents as 0700, so they are made first as 0755 for nobody.
+    """
+    inside = sorted(p for p in paths if Path(p).is_relative_to("/tmp") and Path(p) != Path("/tmp"))
+    parents = sorted({str(a) for p in inside for a in Path(p).parents if a.is_relative_to("/tmp")})
+    args = [a for d in parents if d != "/tmp" for a in ("--perms", "0755", "--dir", d)]
+    return args + [a for p in inside for a in ("--ro-bind", p, p)]
+
+
 def _sandbox_prefix(limits: SandboxLimits) -> list[str]:
     """The bwrap (and, as root, privilege-dropping) command that wraps the interpreter."""
     bwrap = shutil.which("bwrap")
@@ -143,6 +159,8 @@ def _sandbox_prefix(limits: SandboxLimits) -> list[str]:
     if _supports_tmpfs_size(bwrap):
         args += ["--size", str(limits.file_size_mb * _MB)]
     args += ["--perms", "1777", "--tmpfs", "/tmp"]
+    needed = _interpreter_paths()
+    args += _rebind_under_tmp(needed)
     args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     args += ["--die-with-parent", "--new-session", "--chdir", "/tmp", "--clearenv"]
     args += ["--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", "/tmp"]
@@ -151,7 +169,6 @@ def _sandbox_prefix(limits: SandboxLimits) -> list[str]:
     setpriv, unshare = shutil.which("setpriv"), shutil.which("unshare")
     if setpriv is None or unshare is None:
         raise _unavailable("running as root needs setpriv and unshare (util-linux)")
-    needed = {os.path.realpath(sys.executable), sys.prefix, sys.base_prefix, sys.exec_prefix}
     args += [*_expose_args(needed), "--"]
     args += [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     args += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]

@@ -315,3 +315,12 @@ def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail() -> None:
 def test_program_runs_on_this_interpreter() -> None:
     program = f"import sys\nassert sys.version_info[:2] == {tuple(sys.version_info[:2])}\n"
     assert run_program(program).status == "passed"
+
+
+def test_interpreter_under_tmp_is_bound_back_readable():
+    from honed.evaluate.sandbox import _rebind_under_tmp
+
+    args = _rebind_under_tmp({"/tmp/ci/main/.venv", "/usr/lib/python3"})
+    venv = "/tmp/ci/main/.venv"
+    assert args == ["--perms", "0755", "--dir", "/tmp/ci", "--perms", "0755", "--dir",
+                    "/tmp/ci/main", "--ro-bind", venv, venv]  # fmt: skip
