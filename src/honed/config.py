@@ -58,9 +58,9 @@ class FinetuneConfig(StageConfig):
     loss_on: Literal["completion", "all"] = Field(
         "completion", description="Train on the answer only, or on prompt and answer."
     )
-    batching: Literal["padded", "grouped", "packed", "padding-free"] = Field(
+    batching: Literal["padded", "grouped", "packed"] = Field(
         "grouped",
-        description="padded (TRL default), grouped by length, packed (BFD), or padding-free.",
+        description="padded (TRL default), grouped by length, or packed (TRL BFD, padding-free).",
     )
     max_length: int = Field(
         512, gt=8, description="Longest training sequence in tokens (longer rows are truncated)."

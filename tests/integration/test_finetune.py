@@ -200,3 +200,11 @@ def test_wandb_offline_run_is_logged(tiny_causal, arith_data, tmp_path, monkeypa
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     assert "wandb/" not in " ".join(json.loads((out / "manifest.json").read_text())["files"])
+
+
+def test_packed_batching_trains(tiny_causal, arith_data, tmp_path):
+    out = tmp_path / "packed"
+    manifest = run(tiny_causal, arith_data, out, method="lora", max_steps=20, learning_rate=1e-2,
+                   batching="packed", max_length=64)  # fmt: skip
+    assert manifest["config"]["batching"] == "packed"
+    assert_falls(out)

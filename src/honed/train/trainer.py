@@ -197,7 +197,7 @@ class TrainSetup:
 
 
 def build_sft_trainer(setup: TrainSetup, peft_config: Any = None) -> Trainer:
-    """TRL SFTTrainer for a causal LM, with packing / padding-free / grouping as configured."""
+    """TRL SFTTrainer for a causal LM, with length grouping or BFD packing as configured."""
     use_compact_lm_head()
     cfg, train, validation = setup.cfg, setup.train, setup.validation
     args = common_args(cfg, setup.out, bool(validation), setup.bf16)
@@ -206,7 +206,6 @@ def build_sft_trainer(setup: TrainSetup, peft_config: Any = None) -> Trainer:
         **args,
         max_length=cfg.max_length,
         packing=packed,
-        padding_free=cfg.batching == "padding-free",
         completion_only_loss=cfg.loss_on == "completion" and "prompt" in train[0],
         dataset_num_proc=None,
     )
