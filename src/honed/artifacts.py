@@ -28,10 +28,10 @@ TRACKED_LIBRARIES = (
 UNHASHED_DIRS = ("checkpoints", "tensorboard", "wandb", ".staging")
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Installed versions of the libraries that shape an artifact (and Python itself)."""
     versions = {"python": platform.python_version()}
-    for name in TRACKED_LIBRARIES:
+    for name in (*TRACKED_LIBRARIES, *extra):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,7 @@ SAMPLES_HINT = (
 
 def versions() -> dict[str, str]:
     """Library versions for the summary (the manifest set plus the eval libraries)."""
-    found = library_versions()
-    for name in EXTRA_LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return library_versions(EXTRA_LIBRARIES)
 
 
 def base_summary(cfg: EvalConfig, model: str, backend_name: str | None) -> dict[str, Any]:
