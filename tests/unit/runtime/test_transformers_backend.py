@@ -30,16 +30,22 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+def reinitialized(src: Path, path: Path, config_cls, model_cls, **scale: float) -> Path:
+    """A copy of a tiny model dir with fresh random weights drawn at another scale."""
+    shutil.copytree(src, path, dirs_exist_ok=True)
+    config = config_cls.from_pretrained(path)
+    for name, value in scale.items():
+        setattr(config, name, value)
+    torch.manual_seed(0)
+    model_cls(config).save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def lively_dir(tiny_causal: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Llama with larger random weights, so its output depends on the whole prompt."""
-    path = tmp_path_factory.mktemp("lively")
-    shutil.copytree(tiny_causal, path, dirs_exist_ok=True)
-    config = LlamaConfig.from_pretrained(path)
-    config.initializer_range = 0.2
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
-    return path
+    return reinitialized(tiny_causal, tmp_path_factory.mktemp("lively"), LlamaConfig,
+                         LlamaForCausalLM, initializer_range=0.2)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +56,8 @@ def causal(lively_dir: Path) -> Backend:
 @pytest.fixture(scope="module")
 def seq2seq(tiny_seq2seq: Path, tmp_path_factory: pytest.TempPathFactory) -> Backend:
     """The tiny T5 with larger random weights (at the default scale it only emits padding)."""
-    path = tmp_path_factory.mktemp("lively-t5")
-    shutil.copytree(tiny_seq2seq, path, dirs_exist_ok=True)
-    config = T5Config.from_pretrained(path)
-    config.initializer_factor = 20.0
-    torch.manual_seed(0)
-    T5ForConditionalGeneration(config).save_pretrained(path)
+    path = reinitialized(tiny_seq2seq, tmp_path_factory.mktemp("lively-t5"), T5Config,
+                         T5ForConditionalGeneration, initializer_factor=20.0)  # fmt: skip
     return load_backend(str(path), device="cpu")
 
 
