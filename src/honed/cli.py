@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from honed.config import EvalConfig, FinetuneConfig, build_config
+from honed.config import EvalConfig, FinetuneConfig, QuantizeConfig, build_config
 from honed.errors import HonedError
 
 app = typer.Typer(
@@ -173,4 +173,37 @@ def show_eval(summary: dict[str, Any]) -> None:
     table = Table(title=f"honed eval: {summary['output']}", show_header=False)
     for key, value in headline(summary):
         table.add_row(key, fmt_value(value))
+    out.print(table)
+
+
+@stage_command(
+    "quantize",
+    QuantizeConfig,
+    "Quantize or export a model (int8, int4-weight, nf4, onnx, onnx-int8, gguf-TYPE) into an "
+    "artifact checked against its source.",
+)
+def run_quantize(cfg: QuantizeConfig) -> None:
+    """Run the quantize stage and print what it made and how close it stayed."""
+    from honed.quantize.stage import quantize
+
+    result = quantize(cfg)
+    show_quantize(result.output, result.manifest)
+
+
+def show_quantize(path: Path, manifest: dict[str, Any]) -> None:
+    """Size, agreement and KL of the new variant against its source."""
+    table = Table(title=f"honed quantize: {path}", show_header=False)
+    table.add_row("artifact", f"{manifest['kind']} ({manifest['format']}, {manifest['backend']})")
+    checks = manifest.get("checks")
+    if checks:
+        size = checks["size_bytes"]
+        agreement = checks["agreement"]
+        table.add_row("size", f"{size['source'] / 1e6:.1f} MB -> {size['export'] / 1e6:.1f} MB")
+        table.add_row(
+            "greedy agreement",
+            f"{agreement['exact_match']:.0%} of {agreement['prompts']} prompts "
+            f"(first divergence at token {agreement['first_divergence']})",
+        )
+        table.add_row("mean next-token KL", f"{checks['kl']['mean_kl']:.5f} nats")
+        table.add_row("warnings", "; ".join(checks["warnings"]) or "none")
     out.print(table)

@@ -244,8 +244,9 @@ class EvalConfig(StageConfig):
     seed: int = Field(42, description="Sampling seed (sample i of each problem uses seed + i).")
     batch_size: int = Field(8, gt=0, description="Prompts per generate call.")
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N problems or rows.")
-    backend: Literal["auto", "transformers", "llama.cpp"] = Field(
-        "auto", description="Runtime: auto = llama.cpp for .gguf files, transformers otherwise."
+    backend: Literal["auto", "transformers", "llama.cpp", "onnxruntime"] = Field(
+        "auto",
+        description="Runtime: auto = llama.cpp for .gguf files, onnxruntime for ONNX artifacts, transformers otherwise.",
     )
     threads: int | None = Field(None, gt=0, description="CPU threads for the runtime.")
     n_ctx: int | None = Field(
@@ -293,3 +294,38 @@ class EvalConfig(StageConfig):
         if isinstance(value, list):
             return ",".join(str(v) for v in value)
         return str(value) if isinstance(value, int) else value
+
+
+class QuantizeConfig(StageConfig):
+    """Everything `honed quantize` needs: one method, and how to check the result."""
+
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="Model: hub id, HF dir, .gguf file, artifact dir (adapters are merged first) or built-in name.",
+    )
+    method: str = Field(
+        "gguf-q4_k_m",
+        description="int8, int4-weight (torchao), nf4 (bitsandbytes), onnx, onnx-int8, gguf-f16, gguf-q8_0, gguf-q4_k_m or another gguf-TYPE of llama.cpp.",
+    )
+    output: Path | None = Field(
+        None, description="Artifact directory to write (default runs/<model>-<method>)."
+    )
+    overwrite: bool = Field(False, description="Replace an existing artifact directory.")
+    group_size: int = Field(32, gt=0, description="Weights per quantization group for int4-weight.")
+    check: bool = Field(
+        True, description="Compare the export with its source (agreement, KL, special tokens)."
+    )
+    check_prompts: int = Field(8, ge=1, le=8, description="Fixed prompts for greedy agreement.")
+    check_max_new_tokens: int = Field(
+        32, gt=0, description="Greedy tokens per prompt compared between source and export."
+    )
+    min_agreement: float = Field(
+        0.5, ge=0, le=1, description="Warn when the greedy exact-match rate falls below this."
+    )
+    max_kl: float = Field(
+        0.1, ge=0, description="Warn when the mean next-token KL (nats) rises above this."
+    )
+    threads: int | None = Field(None, gt=0, description="CPU threads for the checks' runtimes.")
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub to run (off unless you trust it)."
+    )

@@ -103,6 +103,7 @@ def register(name: str) -> Callable[[Loader], Loader]:
 BACKEND_MODULES = {
     "transformers": "honed.runtime.transformers_backend",
     "llama.cpp": "honed.runtime.llamacpp_backend",
+    "onnxruntime": "honed.runtime.onnx_backend",
 }
 
 
@@ -111,7 +112,8 @@ def load_backend(ref: str, backend: str = "auto", **options: Any) -> Backend:
 
     Options go to the backend's loader (transformers: dtype, device, load_in_4bit,
     trust_remote_code, batch_size; llama.cpp: n_ctx, n_threads, seed, n_gpu_layers,
-    reuse_prefix). An option the backend does not take is an error, except with `auto`,
+    reuse_prefix, logits_all; onnxruntime: n_threads, seed). ONNX artifacts load with
+    onnxruntime under auto. An option the backend does not take is an error, except with `auto`,
     where it is ignored.
     """
     name, source = choose_backend(ref, backend)
@@ -137,6 +139,8 @@ def choose_backend(ref: str, backend: str = "auto") -> tuple[str, ModelSource]:
     source = _gguf_artifact_source(resolve(ref))
     is_gguf = source.kind == "gguf"
     if backend == "auto":
+        if is_onnx_artifact(source):
+            return "onnxruntime", source
         return ("llama.cpp" if is_gguf and llama_cpp_available() else "transformers"), source
     if backend == "llama.cpp" and not is_gguf:
         raise HonedError(
@@ -144,6 +148,11 @@ def choose_backend(ref: str, backend: str = "auto") -> tuple[str, ModelSource]:
             "use --backend transformers, or export the model to GGUF first"
         )
     return backend, source
+
+
+def is_onnx_artifact(source: ModelSource) -> bool:
+    """True for an honed ONNX artifact (it holds onnx_meta.json)."""
+    return source.kind == "hf-dir" and (Path(source.path) / "onnx_meta.json").is_file()
 
 
 def llama_cpp_available() -> bool:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import codecs
 import os
 import random
-import time
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from honed.errors import HonedError
 from honed.models.resolve import ModelSource
-from honed.runtime.base import Completion, GenerationParams, register
-from honed.runtime.text import StopFilter, filter_stream, token_budget
+from honed.runtime.base import GenerationParams, register
+from honed.runtime.sequential import SequentialBackend, Tally
+from honed.runtime.text import token_budget
 
 INSTALL_HINT = (
     "the llama.cpp backend needs llama-cpp-python: pip install llama-cpp-python==0.3.36 "
@@ -34,24 +35,7 @@ except (ImportError, OSError, RuntimeError):  # missing, or its shared library f
     llama_cpp = None
 
 
-@dataclass
-class Tally:
-    """What one generation cost: sampled tokens, when the first came, why it ended."""
-
-    started: float
-    prompt_tokens: int
-    tokens: int = 0
-    first_token_at: float | None = None
-    ended: bool = False  # an end-of-generation token was sampled
-    stopped: bool = False  # a stop string appeared
-
-    def token(self) -> None:
-        self.tokens += 1
-        if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
-
-
-class LlamaCppBackend:
+class LlamaCppBackend(SequentialBackend):
     """A llama-cpp-python model behind the Backend protocol."""
 
     name = "llama.cpp"
@@ -94,14 +78,29 @@ class LlamaCppBackend:
         """Tokens of the text itself, without a BOS token."""
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
-        """Complete each prompt in turn (llama.cpp runs one sequence at a time here)."""
-        return [self._complete(prompt, params) for prompt in prompts]
+    def tokenize(self, text: str) -> list[int]:
+        """The token ids a prompt is fed to the model as (BOS if the model asks for it)."""
+        return self._prompt_tokens(text)
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
-        """Yield the completion's text as it grows, cut at the first stop string."""
-        tokens = self._prompt_tokens(prompt)
-        yield from self._run(tokens, params, Tally(time.perf_counter(), len(tokens)))
+    def token_logits(self, ids: list[int]) -> np.ndarray:
+        """Logits at every position of ids, float32 [len(ids), vocab] (load with logits_all)."""
+        if not self.llm._logits_all:
+            raise HonedError("internal: load the llama.cpp backend with logits_all=True")
+        token_budget(len(ids) - 1, 1, self.context_size)  # fits in the context
+        self.llm.reset()
+        self.llm.eval(ids)
+        return np.array(self.llm.scores[: len(ids)], dtype=np.float32)
+
+    def model_facts(self) -> dict[str, Any]:
+        """Chat template, EOS and end-of-generation tokens as the GGUF file declares them."""
+        n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        eog = [i for i in range(n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, i)]
+        eos = self.llm.token_eos()
+        return {
+            "chat_template": self._template,
+            "eos_token_id": eos if eos >= 0 else None,
+            "stop_token_ids": eog,
+        }
 
     def close(self) -> None:
         self._free()
@@ -109,37 +108,12 @@ class LlamaCppBackend:
 
     # internals
 
-    def _complete(self, prompt: str, params: GenerationParams) -> Completion:
-        started = time.perf_counter()
-        tokens = self._prompt_tokens(prompt)
-        tally = Tally(started, len(tokens))
-        text = "".join(self._run(tokens, params, tally))
-        total = time.perf_counter() - started
-        return Completion(
-            text=text,
-            prompt_tokens=tally.prompt_tokens,
-            completion_tokens=tally.tokens,
-            ttft_s=(tally.first_token_at or started + total) - started,
-            total_s=total,
-            finish_reason="stop" if tally.ended or tally.stopped else "length",
-        )
-
     def _prompt_tokens(self, prompt: str) -> list[int]:
         """The prompt as llama-cpp-python's completion API tokenizes it (BOS if the model asks)."""
         tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         if not tokens:
             raise HonedError("cannot generate from an empty prompt: give the model some text")
         return tokens
-
-    def _run(self, tokens: list[int], params: GenerationParams, tally: Tally) -> Iterator[str]:
-        """The completion's text, piece by piece, ending at a stop string, EOG or the budget."""
-        stops = StopFilter(params.stop)
-        pieces = self._pieces(tokens, params, tally)
-        try:
-            yield from filter_stream(pieces, stops)
-        finally:
-            pieces.close()  # stops llama.cpp's token generator too
-            tally.stopped = stops.stopped
 
     def _pieces(self, tokens: list[int], params: GenerationParams, tally: Tally) -> Iterator[str]:
         """Decoded text of each sampled token, complete UTF-8 characters only."""
@@ -196,11 +170,13 @@ def load_llamacpp(
     seed: int | None = None,
     n_gpu_layers: int = 0,
     reuse_prefix: bool = True,
+    logits_all: bool = False,
 ) -> LlamaCppBackend:
     """Load a GGUF file (n_ctx 0: the model's training context; n_gpu_layers -1: all).
 
     reuse_prefix keeps the KV cache of the prompt prefix shared with the previous call, as
-    llama.cpp does by default; turn it off to time every prompt from scratch.
+    llama.cpp does by default; turn it off to time every prompt from scratch. logits_all keeps
+    the logits of every position (for token_logits; costs n_ctx x vocab floats).
     """
     if llama_cpp is None:
         raise HonedError(INSTALL_HINT)
@@ -213,6 +189,7 @@ def load_llamacpp(
         n_threads=threads,
         n_threads_batch=threads,
         n_gpu_layers=n_gpu_layers,
+        logits_all=logits_all,
         verbose=False,
     )
     return LlamaCppBackend(llm, ref=source.ref, seed=seed, reuse_prefix=reuse_prefix)

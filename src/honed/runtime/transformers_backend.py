@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import GenerationConfig, StoppingCriteriaList
 
@@ -20,6 +21,7 @@ from honed.errors import HonedError
 from honed.models.load import load_model
 from honed.models.resolve import ModelSource
 from honed.runtime.base import Completion, GenerationParams, register
+from honed.runtime.hf_tokenizer import TokenizerMethods, context_size_of
 from honed.runtime.text import (
     StopFilter,
     clean_stops,
@@ -30,15 +32,6 @@ from honed.runtime.text import (
 from honed.runtime.transformers_hooks import DECODE, StepWatch, TextQueue
 
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def context_size_of(config: Any) -> int:
-    """Longest sequence the model takes, from its config (512 for T5-style models)."""
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 512 if getattr(config, "is_encoder_decoder", False) else 2048
 
 
 def pick_device(device: str) -> torch.device:
@@ -54,7 +47,7 @@ def pick_device(device: str) -> torch.device:
     return target
 
 
-class TransformersBackend:
+class TransformersBackend(TokenizerMethods):
     """A transformers model and tokenizer behind the Backend protocol."""
 
     name = "transformers"
@@ -88,23 +81,6 @@ class TransformersBackend:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
-
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        if not self.has_chat_template:
-            raise HonedError(
-                f"model '{self.model_ref}' has no chat template: use plain prompts with it"
-            )
-        return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens of the text itself, without special tokens the tokenizer may add."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
     def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
         """Complete prompts in batches of similar length; results keep the prompts' order."""
         self._seed(params)
@@ -134,6 +110,22 @@ class TransformersBackend:
         if errors:
             raise errors[0]
 
+    def token_logits(self, ids: list[int]) -> np.ndarray:
+        """Logits at every position of ids, float32 [len(ids), vocab].
+
+        For text-to-text models the encoder reads ids and the decoder is teacher-forced on
+        them (shifted right), so two variants of a model are compared on the same work.
+        """
+        x = torch.tensor([ids], device=self.device)
+        with torch.inference_mode():
+            if self.is_seq2seq:
+                start = self._token_ids["decoder_start_token_id"] or 0
+                dec = torch.tensor([[start, *ids[:-1]]], device=self.device)
+                out = self.model(input_ids=x, decoder_input_ids=dec)
+            else:
+                out = self.model(input_ids=x)
+        return out.logits[0].float().cpu().numpy()
+
     def close(self) -> None:
         self.model = None
         gc.collect()
@@ -153,14 +145,6 @@ class TransformersBackend:
     def _seed(self, params: GenerationParams) -> None:
         if params.temperature > 0 and params.seed is not None:
             torch.manual_seed(params.seed)
-
-    def _encode(self, prompt: str) -> list[int]:
-        bos = self.tokenizer.bos_token
-        add_special = not (bos and prompt.startswith(bos))  # a chat template may add BOS itself
-        ids = self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
-        if not ids:
-            raise HonedError("cannot generate from an empty prompt: give the model some text")
-        return ids
 
     def _inputs(
         self, encoded: list[list[int]], params: GenerationParams

@@ -65,7 +65,8 @@ def test_gguf_artifact_resolves_to_its_file(tmp_path: Path) -> None:
 
 
 def test_unknown_backend(tiny_causal: Path) -> None:
-    with pytest.raises(HonedError, match="unknown backend 'vllm2'.*llama.cpp, transformers"):
+    choices = "llama.cpp, onnxruntime, transformers"
+    with pytest.raises(HonedError, match=f"unknown backend 'vllm2'.*{choices}"):
         load_backend(str(tiny_causal), backend="vllm2")
 
 

@@ -1,0 +1,181 @@
+"""Check an export against its source: greedy agreement, next-token KL, size, special tokens.
+
+Users report silent quality drops after conversion (a lost chat template, a wrong EOS, a bad
+quantization). Every export is compared with the model it came from, through the same Backend
+protocol the other stages use:
+
+- greedy output on fixed prompts: exact-match rate and where the first differing token is;
+- mean KL(source || export) of the next-token distributions over a fixed text;
+- tokenization of that text, the chat template, EOS and the end-of-generation tokens;
+- size on disk of both.
+
+Anything that changed, or an agreement or KL past its threshold, becomes a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from honed.runtime.base import Backend, GenerationParams
+
+PROMPTS = (
+    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
+    "def is_palindrome(text: str) -> bool:\n",
+    "import json\n\n\ndef load_config(path):\n",
+    "The capital of France is",
+    "Write a short sentence about the sea:",
+    "Q: What is 12 plus 30?\nA:",
+    "class Stack:\n    def __init__(self):\n",
+    "Translate to French: good morning",
+)
+REFERENCE_TEXT = (
+    "def binary_search(items, target):\n"
+    '    """Return the index of target in the sorted list items, or -1."""\n'
+    "    lo, hi = 0, len(items) - 1\n"
+    "    while lo <= hi:\n"
+    "        mid = (lo + hi) // 2\n"
+    "        if items[mid] == target:\n"
+    "            return mid\n"
+    "        if items[mid] < target:\n"
+    "            lo = mid + 1\n"
+    "        else:\n"
+    "            hi = mid - 1\n"
+    "    return -1\n\n"
+    "Small language models answer quickly on cheap hardware, and careful quantization keeps "
+    "most of what they know."
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a check becomes a warning."""
+
+    min_agreement: float = 0.5  # greedy exact-match rate over the fixed prompts
+    max_kl: float = 0.1  # mean KL(source || export), nats per token
+
+
+def size_on_disk(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def greedy_agreement(
+    source: Backend, export: Backend, prompts: tuple[str, ...], max_new_tokens: int
+) -> dict[str, Any]:
+    """Exact-match rate of greedy completions, and where each pair first differs.
+
+    The position is in tokens of the source's completion (the common prefix, counted by the
+    source tokenizer); None where the two completions are equal.
+    """
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    ours = source.generate(list(prompts), params)
+    theirs = export.generate(list(prompts), params)
+    divergence = [_divergence(source, a.text, b.text) for a, b in zip(ours, theirs, strict=True)]
+    same = sum(d is None for d in divergence)
+    return {
+        "prompts": len(prompts),
+        "max_new_tokens": max_new_tokens,
+        "exact_match": same / len(prompts),
+        "first_divergence": divergence,
+        "examples": [
+            {"prompt": p, "source": a.text, "export": b.text}
+            for p, a, b, d in zip(prompts, ours, theirs, divergence, strict=True)
+            if d is not None
+        ][:3],
+    }
+
+
+def _divergence(source: Backend, ours: str, theirs: str) -> int | None:
+    at = first_difference(ours, theirs)
+    return None if at is None else source.count_tokens(ours[:at])
+
+
+def first_difference(a: str | list[int], b: str | list[int]) -> int | None:
+    """Index of the first item where two sequences differ (None when equal)."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def mean_kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
+    """Mean over positions of KL(softmax p || softmax q), on the vocabulary both share."""
+    vocab = min(p_logits.shape[-1], q_logits.shape[-1])
+    logp = log_softmax(p_logits[:, :vocab].astype(np.float64))
+    logq = log_softmax(q_logits[:, :vocab].astype(np.float64))
+    return float(np.mean(np.sum(np.exp(logp) * (logp - logq), axis=-1)))
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def next_token_kl(source: Backend, export: Backend, text: str) -> dict[str, Any]:
+    """KL of the export's next-token distributions from the source's, on the source's tokens."""
+    ids = source.tokenize(text)
+    return {"tokens": len(ids), "mean_kl": mean_kl(source.token_logits(ids),
+                                                   export.token_logits(ids))}  # fmt: skip
+
+
+def special_tokens(source: Backend, export: Backend, text: str) -> dict[str, Any]:
+    """Whether tokenization, chat template, EOS and stop tokens survived the export."""
+    ours, theirs = source.model_facts(), export.model_facts()
+    missing = sorted(set(ours["stop_token_ids"]) - set(theirs["stop_token_ids"]))
+    return {
+        "tokenization_matches": source.tokenize(text) == export.tokenize(text),
+        "chat_template_matches": (ours["chat_template"] or "") == (theirs["chat_template"] or ""),
+        "eos_matches": ours["eos_token_id"] == theirs["eos_token_id"],
+        "eos": [ours["eos_token_id"], theirs["eos_token_id"]],
+        "stop_tokens_missing": missing,
+    }
+
+
+def warnings_for(checks: dict[str, Any], limits: Thresholds) -> list[str]:
+    """Loud one-line warnings for everything that changed or fell past a threshold."""
+    out = []
+    tokens = checks["special_tokens"]
+    if not tokens["tokenization_matches"]:
+        out.append("tokenization changed: the export splits the reference text differently")
+    if not tokens["chat_template_matches"]:
+        out.append("chat template changed (or was lost): chat prompts will differ")
+    if not tokens["eos_matches"]:
+        source, export = tokens["eos"]
+        out.append(f"EOS token changed: source {source}, export {export}")
+    if tokens["stop_tokens_missing"]:
+        out.append(f"stop tokens lost in the export: {tokens['stop_tokens_missing']}")
+    agreement = checks["agreement"]["exact_match"]
+    if agreement < limits.min_agreement:
+        out.append(f"greedy agreement {agreement:.0%} is below {limits.min_agreement:.0%}")
+    kl = checks.get("kl", {}).get("mean_kl")
+    if kl is not None and kl > limits.max_kl:
+        out.append(f"mean next-token KL {kl:.4f} is above {limits.max_kl}")
+    return out
+
+
+def run_checks(
+    source: Backend,
+    export: Backend,
+    *,
+    source_path: Path,
+    export_path: Path,
+    limits: Thresholds,
+    n_prompts: int = len(PROMPTS),
+    max_new_tokens: int = 32,
+) -> dict[str, Any]:
+    """Every check of the module, with the warnings they raise."""
+    checks: dict[str, Any] = {
+        "agreement": greedy_agreement(source, export, PROMPTS[:n_prompts], max_new_tokens),
+        "kl": next_token_kl(source, export, REFERENCE_TEXT),
+        "special_tokens": special_tokens(source, export, REFERENCE_TEXT),
+        "size_bytes": {"source": size_on_disk(source_path), "export": size_on_disk(export_path)},
+        "thresholds": {"min_agreement": limits.min_agreement, "max_kl": limits.max_kl},
+    }
+    checks["warnings"] = warnings_for(checks, limits)
+    return checks

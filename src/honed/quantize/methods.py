@@ -1,0 +1,188 @@
+"""Quantization methods by name: each writes one variant of a float model into a directory.
+
+- `int8`: torchao dynamic int8 activations and int8 weights (per channel);
+- `int4-weight`: torchao int4 weights in groups (stored unpacked in int8, the format torchao
+  runs on any CPU), float activations;
+- `nf4`: bitsandbytes 4-bit NF4 with double quantization;
+- `gguf-TYPE`: llama.cpp's converter (f32, f16, bf16, q8_0 directly) and llama.cpp's quantizer
+  for every other type it knows (q4_k_m, q5_k_m, q6_k, q4_0, ...);
+- `onnx`, `onnx-int8`: see quantize/onnx_export.py.
+
+A method returns what the manifest should record about it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from honed.config import QuantizeConfig
+from honed.errors import HonedError
+from honed.quantize.source import FloatSource
+
+Exporter = Callable[[FloatSource, Path, QuantizeConfig], dict[str, Any]]
+CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A quantization method: how it exports, and which backend loads the result."""
+
+    name: str
+    format: str
+    backend: str
+    export: Exporter
+    seq2seq: bool = True
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _torch_export(qconfig: Callable[[QuantizeConfig], Any]) -> Exporter:
+    """An exporter that loads the float model with a transformers quantization config."""
+
+    def export(src: FloatSource, work: Path, cfg: QuantizeConfig) -> dict[str, Any]:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        auto = AutoModelForSeq2SeqLM if src.is_seq2seq else AutoModelForCausalLM
+        quant = qconfig(cfg)
+        model = auto.from_pretrained(
+            src.float_dir, quantization_config=quant, dtype=torch.float32, device_map="cpu",
+            use_safetensors=True, trust_remote_code=cfg.trust_remote_code,
+        )  # fmt: skip
+        model.save_pretrained(work)
+        AutoTokenizer.from_pretrained(src.float_dir).save_pretrained(work)
+        return {"quantization_config": quant.to_dict()}
+
+    return export
+
+
+def _torchao(kind: str) -> Callable[[QuantizeConfig], Any]:
+    def build(cfg: QuantizeConfig) -> Any:
+        import torch
+        from torchao.quantization import (
+            Int8DynamicActivationInt8WeightConfig,
+            IntxWeightOnlyConfig,
+        )
+        from torchao.quantization.granularity import PerGroup
+        from transformers import TorchAoConfig
+
+        if kind == "int8":
+            return TorchAoConfig(Int8DynamicActivationInt8WeightConfig())
+        return TorchAoConfig(
+            IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(cfg.group_size))
+        )
+
+    return build
+
+
+def _nf4(cfg: QuantizeConfig) -> Any:
+    import torch
+
+    from honed.models.load import bnb_4bit_config
+
+    return bnb_4bit_config(torch.float32)
+
+
+def _gguf_export(qtype: str) -> Exporter:
+    def export(src: FloatSource, work: Path, cfg: QuantizeConfig) -> dict[str, Any]:
+        from honed.quantize.gguf_tools import run_converter
+
+        target = work / f"{Path(src.ref.rstrip('/')).stem or 'model'}-{qtype}.gguf"
+        if qtype in CONVERTER_TYPES:
+            run_converter(src.float_dir, target, qtype)
+            return {"gguf_type": qtype, "converted_as": qtype}
+        ftype = llama_ftype(qtype)
+        middle = "bf16" if _config_dtype(src.float_dir) == "bfloat16" else "f16"
+        intermediate = work / f"intermediate-{middle}.gguf"
+        try:
+            run_converter(src.float_dir, intermediate, middle)
+            llama_quantize(intermediate, target, ftype, cfg.threads or 0)
+        finally:
+            intermediate.unlink(missing_ok=True)
+        return {"gguf_type": qtype, "converted_as": middle, "quantized_by": "llama.cpp"}
+
+    return export
+
+
+def llama_ftype(qtype: str) -> int:
+    """llama.cpp's file type constant for a quantization type name like q4_k_m."""
+    import llama_cpp
+
+    ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype.upper()}", None)
+    if ftype is None:
+        known = sorted(
+            n.removeprefix("LLAMA_FTYPE_MOSTLY_").lower()
+            for n in dir(llama_cpp)
+            if n.startswith("LLAMA_FTYPE_MOSTLY_")
+        )
+        raise HonedError(f"llama.cpp has no quantization type '{qtype}': choose one of {known}")
+    return int(ftype)
+
+
+def llama_quantize(source: Path, target: Path, ftype: int, threads: int) -> None:
+    """Quantize a GGUF file with llama.cpp's own quantizer."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads
+    status = llama_cpp.llama_model_quantize(
+        str(source).encode(), str(target).encode(), ctypes.byref(params)
+    )
+    if status != 0:
+        raise HonedError(f"llama.cpp could not quantize {source.name} (status {status})")
+
+
+def _config_dtype(path: Path) -> str | None:
+    import json
+
+    config = json.loads((path / "config.json").read_text())
+    return config.get("dtype") or config.get("torch_dtype")
+
+
+def _onnx(quantize_int8: bool) -> Exporter:
+    def export(src: FloatSource, work: Path, cfg: QuantizeConfig) -> dict[str, Any]:
+        from honed.quantize.onnx_export import export_onnx
+
+        return export_onnx(src, work, quantize_int8_weights=quantize_int8)
+
+    return export
+
+
+GGUF_OPTIONS = {"n_ctx": 1024, "logits_all": True}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("int8", "hf-torchao", "transformers", _torch_export(_torchao("int8"))),
+        Method("int4-weight", "hf-torchao", "transformers", _torch_export(_torchao("int4"))),
+        Method("nf4", "hf-bitsandbytes", "transformers", _torch_export(_nf4)),
+        Method("onnx", "onnx", "onnxruntime", _onnx(False)),
+        Method("onnx-int8", "onnx", "onnxruntime", _onnx(True)),
+    )
+}
+
+
+def method_for(name: str) -> Method:
+    """The Method for a name (gguf-TYPE for any llama.cpp type), or a one-line error."""
+    if name in METHODS:
+        return METHODS[name]
+    if name.startswith("gguf-") and (qtype := name.removeprefix("gguf-").lower()):
+        if qtype not in CONVERTER_TYPES:
+            llama_ftype(qtype)  # fails early for an unknown type
+        return Method(name, "gguf", "llama.cpp", _gguf_export(qtype), False, GGUF_OPTIONS)
+    raise HonedError(
+        f"unknown quantization method '{name}': choose {', '.join(METHODS)}, gguf-f16, "
+        "gguf-q8_0, gguf-q4_k_m or another llama.cpp type as gguf-TYPE"
+    )
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete a file or directory if it is there."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

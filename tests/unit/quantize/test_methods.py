@@ -1,0 +1,24 @@
+"""Method names: the fixed ones, any llama.cpp type as gguf-TYPE, and clear errors otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from honed.errors import HonedError
+from honed.quantize.methods import METHODS, method_for
+
+
+def test_every_issue_method_is_known():
+    for name in ("int8", "int4-weight", "nf4", "onnx", "onnx-int8"):
+        assert method_for(name) is METHODS[name]
+    for name in ("gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "gguf-q5_k_m", "gguf-Q6_K"):
+        method = method_for(name)
+        assert method.format == "gguf" and method.backend == "llama.cpp"
+        assert not method.seq2seq
+
+
+def test_unknown_methods_get_one_line_that_lists_the_choices():
+    with pytest.raises(HonedError, match="unknown quantization method 'int3'.*gguf-q4_k_m"):
+        method_for("int3")
+    with pytest.raises(HonedError, match="llama.cpp has no quantization type 'q9_z'"):
+        method_for("gguf-q9_z")
