@@ -1,0 +1,223 @@
+"""Decode speed and per-query latency of each quantized variant against PyTorch fp32 eager.
+
+One run, one machine, the same prompts for every variant; each variant is measured in its own
+process (so one runtime's threads or memory cannot slow another). Variants are made with
+`honed quantize` (kept under runs/bench-quant/ and reused), so their export checks (greedy
+agreement, KL, size) come along into the table.
+
+- causal model (default SmolLM2-135M-Instruct, or --model): fp32, int8, int4-weight, onnx,
+  onnx-int8, gguf-q8_0, gguf-q4_k_m; greedy, --max-new-tokens per prompt, no stop strings;
+- --t5: a Flan-T5-base-shaped text-to-text model (the real config, random weights; speed does
+  not depend on the weights) in fp32 and ONNX int8, per-query latency of query rewriting.
+
+    .venv/bin/python benchmarks/quantize_speed.py [--model qwen2.5-coder-0.5b-instruct]
+    .venv/bin/python benchmarks/quantize_speed.py --t5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from finetune_throughput import cpu_name, replace_section  # noqa: E402
+
+from honed.artifacts import library_versions  # noqa: E402
+from honed.bench.stats import summarize  # noqa: E402
+
+CAUSAL_METHODS = ("int8", "int4-weight", "onnx", "onnx-int8", "gguf-q8_0", "gguf-q4_k_m")
+T5_METHODS = ("onnx", "onnx-int8")
+PROMPTS = (
+    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
+    "Write a Python function that checks whether a string is a palindrome.",
+    "def merge_sorted(a: list[int], b: list[int]) -> list[int]:\n",
+    "Explain in two sentences what a hash table is.",
+)
+QUERIES = (
+    "what did he do after that",
+    "where was she born and when did she move to the city",
+    "how many albums did the band release before the split",
+    "did they win the championship that year",
+)
+WORK = Path("runs/bench-quant")
+
+
+def measure(ref: str, backend: str, prompts: tuple[str, ...], max_new: int, runs: int) -> dict:
+    """Warm up once, then time every prompt `runs` times (in this process)."""
+    from honed.runtime.base import GenerationParams, load_backend
+
+    options = {"dtype": "float32", "batch_size": 1} if backend == "transformers" else {}
+    start = time.perf_counter()
+    model = load_backend(ref, backend=backend, **options)
+    load_s = time.perf_counter() - start
+    params = GenerationParams(max_new_tokens=max_new, temperature=0.0)
+    model.generate([prompts[0]], params)  # warm-up
+    latency, ttft, decode, tokens = [], [], [], []
+    for _ in range(runs):
+        for prompt in prompts:
+            (c,) = model.generate([prompt], params)
+            latency.append(c.total_s)
+            ttft.append(c.ttft_s)
+            tokens.append(c.completion_tokens)
+            if c.completion_tokens > 1:
+                decode.append((c.completion_tokens - 1) / max(c.total_s - c.ttft_s, 1e-9))
+    model.close()
+    return {
+        "load_s": load_s,
+        "latency_s": summarize(latency),
+        "ttft_s": summarize(ttft),
+        "decode_tok_s": summarize(decode),
+        "mean_new_tokens": sum(tokens) / len(tokens),
+    }
+
+
+def in_subprocess(ref: str, backend: str, args: argparse.Namespace) -> dict:
+    """Run `measure` for one variant in a fresh Python process."""
+    cmd = [sys.executable, __file__, "--measure", ref, "--backend", backend,
+           "--max-new-tokens", str(args.max_new_tokens), "--runs", str(args.runs)]  # fmt: skip
+    if args.t5:
+        cmd.append("--t5")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def make_variant(source: str, method: str, name: str) -> tuple[Path, dict]:
+    """The artifact for one method, made once with honed quantize and reused."""
+    from honed.artifacts import is_artifact, read_manifest
+    from honed.config import QuantizeConfig
+    from honed.quantize.stage import quantize
+
+    out = WORK / f"{name}-{method}"
+    if not is_artifact(out):
+        quantize(QuantizeConfig(model=source, method=method, output=out, overwrite=True))
+    return out, read_manifest(out)
+
+
+def flan_t5_base_shaped(path: Path) -> Path:
+    """Flan-T5-base's architecture with random weights and a tokenizer trained on the spot."""
+    if (path / "config.json").is_file():
+        return path
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    from honed.data.builtin import find_data_file
+
+    lines = find_data_file("quotes.jsonl").read_text().splitlines()
+    quotes = [json.loads(line)["quote"] for line in lines[:2000]]
+    tok.train_from_iterator(quotes + list(QUERIES), trainers.BpeTrainer(
+        vocab_size=8000, special_tokens=["<pad>", "</s>", "<unk>"]))  # fmt: skip
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")  # fmt: skip
+    config = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12,
+                      num_decoder_layers=12, num_heads=12, feed_forward_proj="gated-gelu",
+                      tie_word_embeddings=False, pad_token_id=0, eos_token_id=1,
+                      decoder_start_token_id=0)  # fmt: skip
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(config).save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--t5", action="store_true", help="the Flan-T5-base-shaped model")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3, help="passes over the prompts")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="auto", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    prompts = QUERIES if args.t5 else PROMPTS
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.backend, prompts, args.max_new_tokens,
+                                 args.runs)))  # fmt: skip
+        return
+    record = run_all(args)
+    print(json.dumps(record, indent=2))
+    (HERE / "results").mkdir(exist_ok=True)
+    name = "quantize_speed_t5" if args.t5 else f"quantize_speed_{record['name']}"
+    (HERE / "results" / f"{name}.json").write_text(json.dumps(record, indent=2))
+    replace_section(f"## Quantized variants: {record['title']}", markdown(record))
+
+
+def run_all(args: argparse.Namespace) -> dict:
+    """Make every variant, then measure fp32 and each variant in its own process."""
+    from honed.quantize.source import prepare_source
+
+    if args.t5:
+        source = str(flan_t5_base_shaped(WORK / "flan-t5-base-shaped"))
+        name, methods = "t5", T5_METHODS
+    else:
+        source, name, methods = args.model, args.model, CAUSAL_METHODS
+    float_dir = prepare_source(source, WORK).float_dir
+    variants = {"fp32 (PyTorch eager)": (str(float_dir), "transformers", {})}
+    for method in methods:
+        path, manifest = make_variant(source, method, name)
+        variants[method] = (str(path), manifest["backend"], manifest.get("checks", {}))
+    results = {}
+    for label, (ref, backend, checks) in variants.items():
+        print(f"measuring {label}", file=sys.stderr)
+        results[label] = {"backend": backend, **in_subprocess(ref, backend, args),
+                          "checks": _check_summary(checks)}  # fmt: skip
+    title = "Flan-T5-base-shaped (random weights)" if args.t5 else args.model
+    return {
+        "benchmark": "quantize_speed", "name": name, "title": title,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"cpu": cpu_name()}, "versions": library_versions(("torchao", "onnxruntime")),
+        "max_new_tokens": args.max_new_tokens, "runs": args.runs, "results": results,
+    }  # fmt: skip
+
+
+def _check_summary(checks: dict) -> dict:
+    if not checks:
+        return {}
+    return {
+        "exact_match": checks["agreement"]["exact_match"],
+        "mean_kl": checks["kl"]["mean_kl"],
+        "size_mb": checks["size_bytes"]["export"] / 1e6,
+        "warnings": checks["warnings"],
+    }
+
+
+def markdown(record: dict) -> str:
+    """The RESULTS.md section: one row per variant, speeds as ratios to fp32 in this run."""
+    base = record["results"]["fp32 (PyTorch eager)"]
+    rows = ["| variant | backend | decode tok/s (median) | x fp32 | latency median (s) | "
+            "latency p99 (s) | x fp32 (median latency) | size (MB) | greedy agreement | KL |",
+            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for label, r in record["results"].items():
+        if "error" in r:
+            rows.append(f"| {label} | {r['backend']} | failed: {r['error']} |||||||")
+            continue
+        tok, lat = r["decode_tok_s"]["median"], r["latency_s"]
+        c = r["checks"]
+        rows.append(
+            f"| {label} | {r['backend']} | {tok:.1f} | {tok / base['decode_tok_s']['median']:.2f} "
+            f"| {lat['median']:.3f} | {lat['p99']:.3f} "
+            f"| {base['latency_s']['median'] / lat['median']:.2f} | {c.get('size_mb', 0):.0f} "
+            f"| {c.get('exact_match', 1.0):.0%} | {c.get('mean_kl', 0.0):.4f} |"
+        )
+    return "\n".join([
+        f"## Quantized variants: {record['title']}", "",
+        f"Measured {record['date']} on {record['machine']['cpu']}; `{record['command']}`.",
+        f"Greedy, {record['max_new_tokens']} new tokens at most, no stop strings, "
+        f"{record['runs']} passes over the fixed prompts after one warm-up; each variant in its "
+        "own process. Agreement and KL come from `honed quantize`'s checks against the float "
+        "model (fp32 rows: the reference itself).", "", *rows, "",
+    ])  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
