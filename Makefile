@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# bubblewrap (and util-linux's setpriv/unshare) sandbox generated code in `honed eval`.
+# bubblewrap (and util-linux's setpriv/unshare) sandbox generated code in `honed eval`;
+# Chromium renders the `honed report` page in its browser test.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 sysdeps:
-	@command -v bwrap >/dev/null && command -v setpriv >/dev/null || \
-	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux)
+	@command -v bwrap >/dev/null && command -v setpriv >/dev/null && command -v chromium >/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux chromium)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

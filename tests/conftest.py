@@ -154,3 +154,44 @@ def tiny_causal_real_tokenizer(tmp_path_factory) -> Path:
     )
     LlamaForCausalLM(config).save_pretrained(path)
     return path
+
+
+def _artifact(path: Path, parent: str | None, method: str, metrics: bool = False) -> Path:
+    path.mkdir(parents=True)
+    manifest = {"honed_manifest": 1, "kind": "quantized", "config": {"method": method},
+                "parent": {"ref": parent, "path": parent}, "files": {}}  # fmt: skip
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / "weights.bin").write_bytes(b"x" * 2_000_000)
+    if metrics:
+        rows = [{"step": s, "loss": 2.0 / s} for s in range(1, 6)] + [{"step": 5, "eval_loss": 0.5}]
+        (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _summary(path: Path, model: Path, pass1: float) -> None:
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps(
+        {"task": "humaneval", "model": str(model), "pass@k": {"pass@1": pass1}}))  # fmt: skip
+
+
+def _bench_row(model: Path, median: float, size: int) -> dict:
+    return {"model": str(model), "backend": "llama.cpp", "size_bytes": size, "peak_rss_mb": 300.0,
+            "latency_s": {"median": median, "p95": median * 1.2},
+            "decode_tok_s": {"median": 40.0}}  # fmt: skip
+
+
+@pytest.fixture
+def report_results(tmp_path: Path) -> Path:
+    """Artifacts (a base and two GGUF variants), eval summaries and a bench with a failure."""
+    runs = tmp_path / "runs"
+    base = _artifact(runs / "tuned", None, "lora", metrics=True)
+    good = _artifact(runs / "tuned-q8", str(base), "gguf-q8_0")
+    bad = _artifact(runs / "tuned-q2", str(base), "gguf-q2_k")
+    for name, model, p in (("e1", base, 0.50), ("e2", good, 0.495), ("e3", bad, 0.30)):
+        _summary(runs / name, model, p)
+    rows = [_bench_row(base, 2.0, 900_000_000), _bench_row(good, 1.0, 500_000_000),
+            _bench_row(bad, 0.8, 300_000_000),
+            {"model": str(runs / "broken"), "error": "cannot load"}]  # fmt: skip
+    (runs / "bench").mkdir()
+    (runs / "bench" / "bench.json").write_text(json.dumps({"results": rows}))
+    return runs

@@ -21,7 +21,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from honed.config import EvalConfig, FinetuneConfig, QuantizeConfig, build_config
+from honed.config import (
+    BenchConfig,
+    EvalConfig,
+    FinetuneConfig,
+    QuantizeConfig,
+    ReportConfig,
+    build_config,
+)
 from honed.errors import HonedError
 
 app = typer.Typer(
@@ -207,3 +214,39 @@ def show_quantize(path: Path, manifest: dict[str, Any]) -> None:
         table.add_row("mean next-token KL", f"{checks['kl']['mean_kl']:.5f} nats")
         table.add_row("warnings", "; ".join(checks["warnings"]) or "none")
     out.print(table)
+
+
+@stage_command(
+    "bench",
+    BenchConfig,
+    "Benchmark models side by side (latency percentiles, TTFT, tokens/s, size, memory, "
+    "roofline), each in its own process: honed bench MODEL [MODEL ...].",
+)
+def run_bench(cfg: BenchConfig) -> None:
+    """Run the bench stage and print its table."""
+    from honed.bench.run import bench
+
+    record = bench(cfg)
+    out.print(f"wrote {cfg.output / 'bench.json'} and {cfg.output / 'bench.md'}")
+    for r in record["results"]:
+        if "error" in r:
+            err.print(f"[bold red]honed:[/] {r['model']} failed: {r['error']}", highlight=False)
+            continue
+        out.print(
+            f"{r['model']} ({r['backend']}): median latency {r['latency_s']['median']:.3f} s, "
+            f"p95 {r['latency_s']['p95']:.3f} s, decode {r['decode_tok_s']['median']:.1f} tok/s",
+            highlight=False,
+        )
+
+
+@stage_command(
+    "report",
+    ReportConfig,
+    "Put every variant side by side: artifacts, eval summaries and bench results under "
+    "DIR... into report.md and a self-contained report.html.",
+)
+def run_report(cfg: ReportConfig) -> None:
+    """Run the report stage and say where the page is."""
+    from honed.report.run import report
+
+    out.print(f"wrote {report(cfg)} and {cfg.output / 'report.md'}")

@@ -190,6 +190,9 @@ def describe_validation_error(exc: ValidationError, cls: type[BaseModel]) -> str
     return f"bad value for '{key}': {got!r} ({err['msg']}); see --help for what it takes"
 
 
+LIST_ARGUMENTS = {"models", "dirs"}  # fields that take every positional argument
+
+
 def build_config(
     cls: type[C], recipe: Path | None, overrides: list[str], cli_values: dict[str, Any]
 ) -> C:
@@ -200,6 +203,9 @@ def build_config(
     positional = [item for item in overrides if "=" not in item]
     if len(positional) == 1 and "model" in cls.model_fields:  # `honed eval MODEL ...`
         values["model"] = positional[0]
+        overrides = [item for item in overrides if "=" in item]
+    elif positional and (many := LIST_ARGUMENTS & set(cls.model_fields)):  # bench, report
+        values[many.pop()] = positional
         overrides = [item for item in overrides if "=" in item]
     values.update(parse_overrides(overrides))
     values.update({k: v for k, v in cli_values.items() if v is not None})
@@ -329,3 +335,59 @@ class QuantizeConfig(StageConfig):
     trust_remote_code: bool = Field(
         False, description="Allow model code from the hub to run (off unless you trust it)."
     )
+
+
+class BenchConfig(StageConfig):
+    """Everything `honed bench` needs: models, prompts, and how to measure."""
+
+    models: list[str] = Field(
+        default_factory=list,
+        description="Models to measure (positional MODEL arguments, or a comma-separated list).",
+    )
+    prompts: Path | None = Field(
+        None, description="A text file (one prompt a line) or jsonl with a 'prompt' field."
+    )
+    task: str | None = Field(
+        None, description="Draw prompts from a task: humaneval, mbpp, mbpp-sanitized, text:SPEC."
+    )
+    n_prompts: int = Field(8, gt=0, description="Prompts to use (the first N).")
+    runs: int = Field(3, gt=0, description="Timed passes over the prompts.")
+    warmup: int = Field(1, ge=0, description="Untimed warm-up generations first.")
+    max_new_tokens: int = Field(64, gt=0, description="New tokens per query at most.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for the runtimes.")
+    batch_size: int = Field(
+        4, ge=1, description="Prompts per call for the batched-throughput measurement (1: skip)."
+    )
+    backend: Literal["auto", "transformers", "llama.cpp", "onnxruntime"] = Field(
+        "auto", description="Runtime for every model (auto: by model format)."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="transformers dtype: auto = bf16 on CUDA if supported, else float32."
+    )
+    output: Path = Field(Path("runs/bench"), description="Directory for bench.json and bench.md.")
+    overwrite: bool = Field(False, description="Replace an existing bench directory.")
+    timeout_s: float = Field(1800, gt=0, description="Seconds one model may take in all.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [v for v in value.split(",") if v] if isinstance(value, str) else value
+
+
+class ReportConfig(StageConfig):
+    """Everything `honed report` needs."""
+
+    dirs: list[str] = Field(
+        default_factory=list,
+        description="Directories to collect from (positional DIR arguments, or comma-separated).",
+    )
+    output: Path = Field(Path("runs/report"), description="Where report.md/.html and plots go.")
+    max_quality_drop: float = Field(
+        0.02, ge=0, description="Flag a variant that lost more than this (0.02 = 2 points)."
+    )
+    title: str = Field("honed report", description="Title of the report.")
+
+    @field_validator("dirs", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [v for v in value.split(",") if v] if isinstance(value, str) else value

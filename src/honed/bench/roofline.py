@@ -1,0 +1,82 @@
+"""The decode roofline: weight bytes read per generated token, and the speed that allows.
+
+Generating one token with batch 1 reads every weight matrix once; the input embedding is an
+exception (one row is looked up), unless it is tied to the output projection, which reads all
+of it. So bytes per token = all weight bytes - the untied input embedding, and the upper bound
+on decode speed is memory bandwidth / bytes per token. Weight sizes come from the files'
+headers (GGUF tensor table, safetensors header, ONNX initializers), as stored (quantized).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+EMBEDDING_NAMES = ("token_embd.weight", "embed_tokens.weight", "wte.weight", "shared.weight")
+
+
+def _is_embedding(name: str) -> bool:
+    return name.endswith(EMBEDDING_NAMES) or name == "shared.weight"
+
+
+def _per_token(sizes: dict[str, int], output_names: tuple[str, ...]) -> int:
+    """All bytes minus the input embedding when a separate output matrix exists."""
+    has_output = any(n.endswith(output_names) for n in sizes)
+    return sum(b for n, b in sizes.items() if not (has_output and _is_embedding(n)))
+
+
+def gguf_tensor_bytes(path: Path) -> dict[str, int]:
+    """Bytes of every tensor in a GGUF file, as stored."""
+    from gguf import GGUFReader
+
+    return {t.name: int(t.n_bytes) for t in GGUFReader(str(path)).tensors}
+
+
+def safetensors_tensor_bytes(directory: Path) -> dict[str, int]:
+    """Bytes of every tensor in the safetensors files of a directory (header only)."""
+    sizes: dict[str, int] = {}
+    for file in sorted(directory.glob("*.safetensors")):
+        with file.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        for name, info in header.items():
+            if name != "__metadata__":
+                start, end = info["data_offsets"]
+                sizes[name] = end - start
+    return sizes
+
+
+def onnx_tensor_bytes(directory: Path) -> dict[str, int]:
+    """Bytes of the initializers of the decoder graph of an ONNX artifact."""
+    import onnx
+
+    model = onnx.load(str(directory / "decoder.onnx"), load_external_data=False)
+    sizes = {}
+    for init in model.graph.initializer:
+        length = next((int(e.value) for e in init.external_data if e.key == "length"), None)
+        sizes[init.name] = length if length is not None else len(init.raw_data)
+    return sizes
+
+
+def weight_bytes_per_token(model_path: Path) -> int | None:
+    """Bytes of weights read to generate one token (None when the format is unknown)."""
+    if model_path.suffix == ".gguf":
+        return _per_token(gguf_tensor_bytes(model_path), ("output.weight",))
+    if (model_path / "decoder.onnx").is_file():
+        return _per_token(onnx_tensor_bytes(model_path), ("lm_head.weight",))
+    sizes = safetensors_tensor_bytes(model_path) if model_path.is_dir() else {}
+    return _per_token(sizes, ("lm_head.weight",)) if sizes else None
+
+
+def roofline(bandwidth_gbs: float, bytes_per_token: int | None, decode_tok_s: float) -> dict:
+    """Upper bound on decode tokens/s and the share of it reached."""
+    if not bytes_per_token:
+        return {"bandwidth_gbs": bandwidth_gbs, "bytes_per_token": None}
+    bound = bandwidth_gbs * 1e9 / bytes_per_token
+    return {
+        "bandwidth_gbs": bandwidth_gbs,
+        "bytes_per_token": bytes_per_token,
+        "bound_tok_s": bound,
+        "share": decode_tok_s / bound,
+    }

@@ -1,0 +1,56 @@
+"""bench.json -> a Markdown table (the classic CPU latency report, one row per model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADER = (
+    "| model | backend | size (MB) | load (s) | latency median (s) | p90 | p95 | p99 | std "
+    "| TTFT median (s) | prompt tok/s | decode tok/s | batched tok/s | peak RSS (MB) "
+    "| roofline tok/s | share |"
+)
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def row(r: dict[str, Any]) -> str:
+    """One model's table row (or its error)."""
+    if "error" in r:
+        return f"| {r['model']} | failed: {r['error']} |" + " |" * 14
+    lat, roof = r["latency_s"], r["roofline"]
+    batched = (r.get("batched") or {}).get("tok_s")
+    size = r["size_bytes"] / 1e6 if r.get("size_bytes") else None
+    cells = [
+        r["model"], r["backend"], _num(size, 0), _num(r["load_s"], 1),
+        _num(lat["median"], 3), _num(lat["p90"], 3), _num(lat["p95"], 3), _num(lat["p99"], 3),
+        _num(lat["std"], 3), _num(r["ttft_s"]["median"], 3), _num(r["prompt_tok_s"]["median"], 1),
+        _num(r["decode_tok_s"]["median"], 1), _num(batched, 1), _num(r["peak_rss_mb"], 0),
+        _num(roof.get("bound_tok_s"), 1),
+        "-" if roof.get("share") is None else f"{roof['share']:.0%}",
+    ]  # fmt: skip
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def markdown(record: dict[str, Any]) -> str:
+    """The whole bench.md."""
+    m, cfg = record["machine"], record["config"]
+    lines = [
+        f"# honed bench, {record['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} threads used, GPU: "
+        f"{m['gpu'] or 'none'}; measured read bandwidth {m['bandwidth_gbs']:.1f} GB/s.",
+        f"Command: `{record['command']}`",
+        f"{len(record['prompts'])} prompts x {cfg['runs']} runs after {cfg['warmup']} warm-up, "
+        f"greedy, at most {cfg['max_new_tokens']} new tokens; each model in its own process.",
+        "",
+        HEADER,
+        "|" + "---|" * 16,
+        *[row(r) for r in record["results"]],
+        "",
+        "Roofline: decode reads every weight once per token, so bandwidth / weight bytes per "
+        "token bounds decode tokens/s; share is the median decode speed over that bound.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Roofline arithmetic: bytes per token from file headers, bound and share."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from honed.bench.roofline import roofline, safetensors_tensor_bytes, weight_bytes_per_token
+
+
+def test_bound_and_share():
+    r = roofline(bandwidth_gbs=50.0, bytes_per_token=500_000_000, decode_tok_s=70.0)
+    assert r["bound_tok_s"] == pytest.approx(100.0)
+    assert r["share"] == pytest.approx(0.7)
+    assert roofline(50.0, None, 10.0)["bytes_per_token"] is None
+
+
+def test_untied_input_embedding_is_not_read_per_token(tmp_path):
+    tensors = {
+        "model.embed_tokens.weight": torch.zeros(100, 8),  # 3200 bytes, one row read
+        "model.layers.0.mlp.up_proj.weight": torch.zeros(16, 8),  # 512 bytes
+        "lm_head.weight": torch.zeros(100, 8),  # 3200 bytes, read in full
+    }
+    save_file(tensors, tmp_path / "model.safetensors")
+    assert safetensors_tensor_bytes(tmp_path)["lm_head.weight"] == 3200
+    assert weight_bytes_per_token(tmp_path) == 512 + 3200
+
+
+def test_tied_embedding_is_read_once_as_the_output(tmp_path):
+    tensors = {"model.embed_tokens.weight": torch.zeros(100, 8), "w.weight": torch.zeros(4, 8)}
+    save_file(tensors, tmp_path / "model.safetensors")
+    assert weight_bytes_per_token(tmp_path) == 3200 + 128

@@ -1,0 +1,45 @@
+"""The report from fixture results: joined rows, lineage, flags, Pareto front, HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from honed.config import ReportConfig
+from honed.errors import HonedError
+from honed.report.render import pareto
+from honed.report.run import report
+
+
+def test_report_joins_flags_and_draws(report_results: Path, tmp_path: Path):
+    page = report(ReportConfig(dirs=[str(report_results)], output=tmp_path / "report"))
+    text = (tmp_path / "report" / "report.md").read_text()
+    line = {
+        row.split(" | ")[0].strip("| "): row for row in text.splitlines() if row.startswith("| ")
+    }
+    assert "tuned → tuned-q2" in line["tuned-q2"] and "gguf-q2_k" in line["tuned-q2"]
+    assert "lost 20.0 points vs tuned" in line["tuned-q2"]
+    assert "lost" not in line["tuned-q8"]  # 0.5 points is within the 2-point threshold
+    assert (
+        "0.4950" in line["tuned-q8"] and "1.000" in line["tuned-q8"] and "500" in line["tuned-q8"]
+    )
+    assert "failed: cannot load" in line["broken"]
+    for png in ("quality-vs-latency.png", "quality-vs-size.png", "loss-tuned.png"):
+        assert (tmp_path / "report" / png).read_bytes().startswith(b"\x89PNG")
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") == 3 and 'class="flag"' in html
+    assert "<script" not in html and "http" not in html.split("<body>")[1]  # self-contained
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(1.0, 0.40), (2.0, 0.50), (1.5, 0.30), (3.0, 0.50), (0.5, 0.10)]
+    assert pareto(points) == [4, 0, 1]
+
+
+def test_report_bad_input(tmp_path: Path):
+    with pytest.raises(HonedError, match="nothing at"):
+        report(ReportConfig(dirs=[str(tmp_path / "nope")], output=tmp_path / "r"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HonedError, match="no artifacts, eval summaries or bench results"):
+        report(ReportConfig(dirs=[str(tmp_path / "empty")], output=tmp_path / "r"))
