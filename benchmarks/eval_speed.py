@@ -31,7 +31,9 @@ from honed.models.resolve import resolve
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from finetune_throughput import cpu_name, replace_section  # noqa: E402
+from results_md import replace_section  # noqa: E402
+
+from honed.bench.machine import cpu_name  # noqa: E402
 
 
 def plain_loop(model_ref: str, limit: int | None, max_new_tokens: int) -> dict:

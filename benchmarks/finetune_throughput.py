@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -33,15 +32,12 @@ from honed.models.resolve import resolve
 from honed.train.callbacks import RunFlags
 from honed.train.trainer import TrainSetup, build_sft_trainer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_md import replace_section  # noqa: E402
+
+from honed.bench.machine import cpu_name  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (or the platform string)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def lora() -> LoraConfig:
@@ -190,19 +186,6 @@ def write_markdown(record: dict) -> None:
         ]
     )
     replace_section("## Fine-tune throughput", section)
-
-
-def replace_section(heading: str, section: str) -> None:
-    """Replace the RESULTS.md section that starts with `heading` (or append it)."""
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start = text.find(heading)
-    if start >= 0:
-        end = text.find("\n## ", start + 3)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
 
 
 if __name__ == "__main__":

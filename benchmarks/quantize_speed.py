@@ -26,9 +26,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from finetune_throughput import cpu_name, replace_section  # noqa: E402
+from results_md import replace_section  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
+from honed.bench.machine import cpu_name  # noqa: E402
 from honed.bench.stats import summarize  # noqa: E402
 
 CAUSAL_METHODS = ("int8", "int4-weight", "onnx", "onnx-int8", "gguf-q8_0", "gguf-q4_k_m")

@@ -1,0 +1,20 @@
+"""RESULTS.md: each benchmark script rewrites its own section (found by its heading)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def replace_section(heading: str, section: str) -> None:
+    """Replace the RESULTS.md section that starts with `heading` (or append it)."""
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + 3)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)
