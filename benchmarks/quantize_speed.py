@@ -31,6 +31,7 @@ from results_md import replace_section  # noqa: E402
 from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name  # noqa: E402
 from honed.bench.stats import summarize  # noqa: E402
+from honed.quantize.checks import size_on_disk  # noqa: E402
 
 CAUSAL_METHODS = ("int8", "int4-weight", "onnx", "onnx-int8", "gguf-q8_0", "gguf-q4_k_m")
 T5_METHODS = ("onnx", "onnx-int8")
@@ -138,7 +139,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="passes over the prompts")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--rewrite", type=Path, help="only rebuild RESULTS.md from a saved JSON")
     args = parser.parse_args()
+    if args.rewrite:
+        record = json.loads(args.rewrite.read_text())
+        return replace_section(f"## Quantized variants: {record['title']}", markdown(record))
     prompts = QUERIES if args.t5 else PROMPTS
     if args.measure:
         print(json.dumps(measure(args.measure, args.backend, prompts, args.max_new_tokens,
@@ -170,6 +175,7 @@ def run_all(args: argparse.Namespace) -> dict:
     for label, (ref, backend, checks) in variants.items():
         print(f"measuring {label}", file=sys.stderr)
         results[label] = {"backend": backend, **in_subprocess(ref, backend, args),
+                          "path": ref, "size_mb": size_on_disk(Path(ref)) / 1e6,
                           "checks": _check_summary(checks)}  # fmt: skip
     title = "Flan-T5-base-shaped (random weights)" if args.t5 else args.model
     return {
@@ -196,18 +202,19 @@ def markdown(record: dict) -> str:
     """The RESULTS.md section: one row per variant, speeds as ratios to fp32 in this run."""
     base = record["results"]["fp32 (PyTorch eager)"]
     rows = ["| variant | backend | decode tok/s (median) | x fp32 | latency median (s) | "
-            "latency p99 (s) | x fp32 (median latency) | size (MB) | greedy agreement | KL |",
-            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            "latency p99 (s) | x fp32 (median latency) | new tokens (mean) | size (MB) "
+            "| greedy agreement | KL |", "|---" * 11 + "|"]  # fmt: skip
     for label, r in record["results"].items():
         if "error" in r:
-            rows.append(f"| {label} | {r['backend']} | failed: {r['error']} |||||||")
+            rows.append(f"| {label} | {r['backend']} | failed: {r['error']} ||||||||")
             continue
         tok, lat = r["decode_tok_s"]["median"], r["latency_s"]
         c = r["checks"]
         rows.append(
             f"| {label} | {r['backend']} | {tok:.1f} | {tok / base['decode_tok_s']['median']:.2f} "
             f"| {lat['median']:.3f} | {lat['p99']:.3f} "
-            f"| {base['latency_s']['median'] / lat['median']:.2f} | {c.get('size_mb', 0):.0f} "
+            f"| {base['latency_s']['median'] / lat['median']:.2f} | {r['mean_new_tokens']:.1f} "
+            f"| {r['size_mb']:.0f} "
             f"| {c.get('exact_match', 1.0):.0%} | {c.get('mean_kl', 0.0):.4f} |"
         )
     return "\n".join([
@@ -216,7 +223,9 @@ def markdown(record: dict) -> str:
         f"Greedy, {record['max_new_tokens']} new tokens at most, no stop strings, "
         f"{record['runs']} passes over the fixed prompts after one warm-up; each variant in its "
         "own process. Agreement and KL come from `honed quantize`'s checks against the float "
-        "model (fp32 rows: the reference itself).", "", *rows, "",
+        "model (fp32 rows: the reference itself). Latency ratios also reflect how many tokens "
+        "each variant generated before its end-of-sequence token; decode tok/s does not.",
+        "", *rows, "",
     ])  # fmt: skip
 
 

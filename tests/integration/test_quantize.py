@@ -90,6 +90,9 @@ def test_gguf_exports_keep_template_and_special_tokens(
     assert len(list((tmp_path / method).glob("*.gguf"))) == 1
     if method == "gguf-f16":
         assert manifest["checks"]["kl"]["mean_kl"] < 0.01
+    if method == "gguf-q4_k_m":  # llama.cpp's per-tensor log is kept, its fallbacks counted
+        assert (tmp_path / method / "quantize.log").read_text()
+        assert manifest["method"]["fallback_tensors"] > 0  # 64-wide rows do not fit K-quants
     assert_loads_and_generates(tmp_path / method, "llama.cpp")
 
 

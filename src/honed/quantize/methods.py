@@ -14,8 +14,11 @@ A method returns what the manifest should record about it.
 from __future__ import annotations
 
 import ctypes
-import shutil
-from collections.abc import Callable
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,10 +103,10 @@ def _gguf_export(qtype: str) -> Exporter:
         intermediate = work / f"intermediate-{middle}.gguf"
         try:
             run_converter(src.float_dir, intermediate, middle)
-            llama_quantize(intermediate, target, ftype, cfg.threads or 0)
+            report = llama_quantize(intermediate, target, ftype, cfg.threads or 0)
         finally:
             intermediate.unlink(missing_ok=True)
-        return {"gguf_type": qtype, "converted_as": middle, "quantized_by": "llama.cpp"}
+        return {"gguf_type": qtype, "converted_as": middle, "quantized_by": "llama.cpp", **report}
 
     return export
 
@@ -123,18 +126,43 @@ def llama_ftype(qtype: str) -> int:
     return int(ftype)
 
 
-def llama_quantize(source: Path, target: Path, ftype: int, threads: int) -> None:
-    """Quantize a GGUF file with llama.cpp's own quantizer."""
+def llama_quantize(source: Path, target: Path, ftype: int, threads: int) -> dict[str, Any]:
+    """Quantize a GGUF file with llama.cpp's own quantizer; returns what it reported.
+
+    llama.cpp writes a line per tensor to the C stderr; honed keeps that log next to the
+    artifact (`quantize.log`) and records how many tensors fell back to another type.
+    """
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads
-    status = llama_cpp.llama_model_quantize(
-        str(source).encode(), str(target).encode(), ctypes.byref(params)
-    )
+    log = target.with_name("quantize.log")
+    with captured_stderr(log):
+        status = llama_cpp.llama_model_quantize(
+            str(source).encode(), str(target).encode(), ctypes.byref(params)
+        )
     if status != 0:
-        raise HonedError(f"llama.cpp could not quantize {source.name} (status {status})")
+        raise HonedError(f"llama.cpp could not quantize {source.name} (status {status}): see {log}")
+    fallback = re.search(r"(\d+) of (\d+) tensor\(s\) required fallback", log.read_text())
+    return {"fallback_tensors": int(fallback.group(1)) if fallback else 0,
+            "tensors": int(fallback.group(2)) if fallback else None}  # fmt: skip
+
+
+@contextmanager
+def captured_stderr(path: Path) -> Iterator[None]:
+    """Send stderr into a file: file descriptor 2 (C code) and sys.stderr (llama-cpp-python's
+    log callback prints there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with path.open("w") as sink, redirect_stderr(sink):
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sink.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _config_dtype(path: Path) -> str | None:
@@ -178,11 +206,3 @@ def method_for(name: str) -> Method:
         f"unknown quantization method '{name}': choose {', '.join(METHODS)}, gguf-f16, "
         "gguf-q8_0, gguf-q4_k_m or another llama.cpp type as gguf-TYPE"
     )
-
-
-def remove_quietly(path: Path) -> None:
-    """Delete a file or directory if it is there."""
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
