@@ -45,6 +45,7 @@ def _quiet_libraries() -> None:
     """Keep library chatter out of the user's way; honed reports what matters."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notes of libraries
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
