@@ -5,7 +5,8 @@ process (so one runtime's threads or memory cannot slow another). Variants are m
 `honed quantize` (kept under runs/bench-quant/ and reused), so their export checks (greedy
 agreement, KL, size) come along into the table.
 
-- causal model (default SmolLM2-135M-Instruct, or --model): fp32, int8, int4-weight, onnx,
+- causal model (default SmolLM2-135M-Instruct, or --model): fp32, int8, int8-dynamic,
+  int4-weight, onnx,
   onnx-int8, gguf-q8_0, gguf-q4_k_m; greedy, --max-new-tokens per prompt, no stop strings;
 - --t5: a Flan-T5-base-shaped text-to-text model (the real config, random weights; speed does
   not depend on the weights) in fp32 and ONNX int8, per-query latency of query rewriting.
@@ -33,7 +34,15 @@ from honed.bench.machine import cpu_name  # noqa: E402
 from honed.bench.stats import summarize  # noqa: E402
 from honed.quantize.checks import size_on_disk  # noqa: E402
 
-CAUSAL_METHODS = ("int8", "int4-weight", "onnx", "onnx-int8", "gguf-q8_0", "gguf-q4_k_m")
+CAUSAL_METHODS = (
+    "int8",
+    "int8-dynamic",
+    "int4-weight",
+    "onnx",
+    "onnx-int8",
+    "gguf-q8_0",
+    "gguf-q4_k_m",
+)
 T5_METHODS = ("onnx", "onnx-int8")
 PROMPTS = (
     'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',

@@ -311,7 +311,7 @@ class QuantizeConfig(StageConfig):
     )
     method: str = Field(
         "gguf-q4_k_m",
-        description="int8, int4-weight (torchao), nf4 (bitsandbytes), onnx, onnx-int8, gguf-f16, gguf-q8_0, gguf-q4_k_m or another gguf-TYPE of llama.cpp.",
+        description="int8, int8-dynamic, int4-weight (torchao), nf4 (bitsandbytes), onnx, onnx-int8, gguf-f16, gguf-q8_0, gguf-q4_k_m or another gguf-TYPE of llama.cpp.",
     )
     output: Path | None = Field(
         None, description="Artifact directory to write (default runs/<model>-<method>)."

@@ -42,6 +42,7 @@ def assert_loads_and_generates(path: Path, backend: str) -> None:
     ("method", "backend"),
     [
         ("int8", "transformers"),
+        ("int8-dynamic", "transformers"),
         ("int4-weight", "transformers"),
         ("nf4", "transformers"),
         ("onnx", "onnxruntime"),

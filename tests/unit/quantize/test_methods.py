@@ -9,7 +9,7 @@ from honed.quantize.methods import METHODS, method_for
 
 
 def test_every_issue_method_is_known():
-    for name in ("int8", "int4-weight", "nf4", "onnx", "onnx-int8"):
+    for name in ("int8", "int8-dynamic", "int4-weight", "nf4", "onnx", "onnx-int8"):
         assert method_for(name) is METHODS[name]
     for name in ("gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "gguf-q5_k_m", "gguf-Q6_K"):
         method = method_for(name)
