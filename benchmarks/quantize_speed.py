@@ -31,7 +31,7 @@ from results_md import replace_section  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name  # noqa: E402
-from honed.bench.stats import summarize  # noqa: E402
+from honed.bench.measure import speeds  # noqa: E402
 from honed.quantize.checks import size_on_disk  # noqa: E402
 
 CAUSAL_METHODS = (
@@ -69,23 +69,9 @@ def measure(ref: str, backend: str, prompts: tuple[str, ...], max_new: int, runs
     load_s = time.perf_counter() - start
     params = GenerationParams(max_new_tokens=max_new, temperature=0.0)
     model.generate([prompts[0]], params)  # warm-up
-    latency, ttft, decode, tokens = [], [], [], []
-    for _ in range(runs):
-        for prompt in prompts:
-            (c,) = model.generate([prompt], params)
-            latency.append(c.total_s)
-            ttft.append(c.ttft_s)
-            tokens.append(c.completion_tokens)
-            if c.completion_tokens > 1:
-                decode.append((c.completion_tokens - 1) / max(c.total_s - c.ttft_s, 1e-9))
+    done = [model.generate([p], params)[0] for _ in range(runs) for p in prompts]
     model.close()
-    return {
-        "load_s": load_s,
-        "latency_s": summarize(latency),
-        "ttft_s": summarize(ttft),
-        "decode_tok_s": summarize(decode),
-        "mean_new_tokens": sum(tokens) / len(tokens),
-    }
+    return {"load_s": load_s, **speeds(done)}
 
 
 def in_subprocess(ref: str, backend: str, args: argparse.Namespace) -> dict:
