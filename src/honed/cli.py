@@ -23,10 +23,12 @@ from rich.table import Table
 
 from honed.config import (
     BenchConfig,
+    ChatConfig,
     EvalConfig,
     FinetuneConfig,
     QuantizeConfig,
     ReportConfig,
+    ServeConfig,
     build_config,
 )
 from honed.errors import HonedError
@@ -251,3 +253,29 @@ def run_report(cfg: ReportConfig) -> None:
     from honed.report.run import report
 
     out.print(f"wrote {report(cfg)} and {cfg.output / 'report.md'}")
+
+
+@stage_command(
+    "serve",
+    ServeConfig,
+    "Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, "
+    "/v1/models, /health, /metrics): honed serve MODEL.",
+)
+def run_serve(cfg: ServeConfig) -> None:
+    """Serve until Ctrl-C."""
+    from honed.serve.run import serve
+
+    serve(cfg, announce=lambda text: out.print(text, highlight=False))
+
+
+@stage_command(
+    "chat",
+    ChatConfig,
+    "Chat with a model in the terminal, with streaming and the time of every reply: "
+    "honed chat MODEL (/help inside lists the commands).",
+)
+def run_chat(cfg: ChatConfig) -> None:
+    """Chat until /quit or Ctrl-D."""
+    from honed.serve.chat import chat
+
+    chat(cfg)

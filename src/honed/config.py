@@ -215,13 +215,35 @@ def build_config(
         raise HonedError(describe_validation_error(exc, cls)) from exc
 
 
-class EvalConfig(StageConfig):
-    """Everything `honed eval` needs: pass@k on code tasks, text metrics on text tasks."""
+class RuntimeConfig(StageConfig):
+    """The model and how to run it: shared by eval, serve and chat (see runtime/configured.py)."""
 
     model: str = Field(
         "smollm2-135m-instruct",
         description="Model: hub id, HF dir, .gguf file, artifact dir or built-in name.",
     )
+    backend: Literal["auto", "transformers", "llama.cpp", "onnxruntime"] = Field(
+        "auto",
+        description="Runtime: auto = llama.cpp for .gguf files, onnxruntime for ONNX artifacts, transformers otherwise.",
+    )
+    threads: int | None = Field(None, gt=0, description="CPU threads for the runtime.")
+    n_ctx: int | None = Field(
+        None, gt=0, description="Context size for llama.cpp (default: the model's)."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="transformers dtype: auto = bf16 on CUDA if supported, else float32."
+    )
+    device: str | None = Field(
+        None, description="transformers device (cpu, cuda, cuda:1; default: best)."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub (off unless you trust it)."
+    )
+
+
+class EvalConfig(RuntimeConfig):
+    """Everything `honed eval` needs: pass@k on code tasks, text metrics on text tasks."""
+
     task: str = Field(
         "humaneval",
         description="Task: humaneval, mbpp (test split), mbpp-sanitized, or text:SPEC (jsonl/json file, canard, quotes).",
@@ -250,20 +272,6 @@ class EvalConfig(StageConfig):
     seed: int = Field(42, description="Sampling seed (sample i of each problem uses seed + i).")
     batch_size: int = Field(8, gt=0, description="Prompts per generate call.")
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N problems or rows.")
-    backend: Literal["auto", "transformers", "llama.cpp", "onnxruntime"] = Field(
-        "auto",
-        description="Runtime: auto = llama.cpp for .gguf files, onnxruntime for ONNX artifacts, transformers otherwise.",
-    )
-    threads: int | None = Field(None, gt=0, description="CPU threads for the runtime.")
-    n_ctx: int | None = Field(
-        None, gt=0, description="Context size for llama.cpp (default: the model's)."
-    )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="transformers dtype: auto = bf16 on CUDA if supported, else float32."
-    )
-    device: str | None = Field(
-        None, description="transformers device (cpu, cuda, cuda:1; default: best)."
-    )
     workers: int = Field(2, gt=0, description="Sandboxed programs run in parallel with generation.")
     timeout_s: float = Field(
         10.0, gt=0, description="Wall-clock (and CPU) seconds per test program."
@@ -288,9 +296,6 @@ class EvalConfig(StageConfig):
     )
     skip_bad_rows: bool = Field(
         False, description="Text tasks: skip and count malformed rows instead of stopping."
-    )
-    trust_remote_code: bool = Field(
-        False, description="Allow model code from the hub (off unless you trust it)."
     )
 
     @field_validator("k", mode="before")
@@ -391,3 +396,40 @@ class ReportConfig(StageConfig):
     @classmethod
     def _split(cls, value: Any) -> Any:
         return [v for v in value.split(",") if v] if isinstance(value, str) else value
+
+
+class ServeConfig(RuntimeConfig):
+    """Everything `honed serve` needs: the model, where to listen, and the limits."""
+
+    host: str = Field("127.0.0.1", description="Address to bind (loopback unless you open it).")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
+    api_key: str | None = Field(
+        None,
+        description="Require 'Authorization: Bearer KEY' on every route but /health "
+        "(default: $HONED_API_KEY if set).",
+    )
+    served_name: str | None = Field(
+        None, description="Model name clients send and /v1/models lists (default: from MODEL)."
+    )
+    max_concurrency: int = Field(
+        1, ge=1, le=64, description="Generations at once (each holds its own copy of the model)."
+    )
+    max_queue: int = Field(
+        16, ge=0, description="Requests waiting beyond those; more get 429 with Retry-After."
+    )
+    max_tokens_limit: int = Field(2048, ge=1, description="Largest max_tokens a request may ask.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body (bytes).")
+    max_prompts: int = Field(16, ge=1, description="Prompts one /v1/completions request may hold.")
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="Seconds a request may take, queue included (then 504)."
+    )
+
+
+class ChatConfig(RuntimeConfig):
+    """Everything `honed chat` needs: the model and how it samples (changeable with /set)."""
+
+    system: str | None = Field(None, description="System message to start with.")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling threshold.")
+    max_new_tokens: int = Field(512, gt=0, description="New tokens per reply at most.")
+    seed: int | None = Field(None, description="Sampling seed (unset: different every reply).")

@@ -32,6 +32,7 @@ from honed.evaluate.report import (
 from honed.evaluate.sandbox import SandboxLimits, SandboxPool, SandboxUnavailable, check_sandbox
 from honed.progress import track
 from honed.runtime.base import Backend, Completion, GenerationParams
+from honed.runtime.configured import load_configured
 
 log = logging.getLogger(__name__)
 STATUSES = ("passed", "failed", "timeout", "error")
@@ -123,38 +124,8 @@ def ensure_sandbox(unsafe: bool) -> str:
 
 def load_model_backend(cfg: EvalConfig) -> Backend:
     """Load cfg.model with the runtime; any failure is a one-line HonedError."""
-    from honed.runtime import load_backend
-
-    given = cfg.model_fields_set  # under auto, pass only what the user asked for
-    wanted = {
-        "n_threads": (cfg.threads, "llama.cpp"),
-        "n_ctx": (cfg.n_ctx, "llama.cpp"),
-        "dtype": (None if cfg.dtype == "auto" else cfg.dtype, "transformers"),
-        "device": (cfg.device, "transformers"),
-        "trust_remote_code": (cfg.trust_remote_code or None, "transformers"),
-        "batch_size": (cfg.batch_size if "batch_size" in given else None, "transformers"),
-    }
-    options = {
-        key: value
-        for key, (value, runtime) in wanted.items()
-        if value is not None and cfg.backend in ("auto", runtime)
-    }
-    if cfg.backend == "transformers":
-        options["batch_size"] = cfg.batch_size
-    if cfg.threads and cfg.backend != "llama.cpp":
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    try:
-        return load_backend(cfg.model, cfg.backend, **options)
-    except HonedError:
-        raise
-    except Exception as exc:  # the runtimes raise many types for a model they cannot load
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise HonedError(
-            f"cannot load model '{cfg.model}' ({first}): pass a hub id, a local directory, "
-            "a .gguf file or an honed artifact, or try another --backend"
-        ) from exc
+    given = cfg.backend == "transformers" or "batch_size" in cfg.model_fields_set
+    return load_configured(cfg, batch_size=cfg.batch_size if given else None)
 
 
 def chats(backend: Backend) -> bool:

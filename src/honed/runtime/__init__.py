@@ -1,5 +1,5 @@
 """Runtimes behind one Backend protocol: transformers (torch), llama.cpp, and more."""
 
-from honed.runtime.base import Backend, Completion, GenerationParams, load_backend
+from honed.runtime.base import Backend, Completion, GenerationParams, Usage, load_backend
 
-__all__ = ["Backend", "Completion", "GenerationParams", "load_backend"]
+__all__ = ["Backend", "Completion", "GenerationParams", "Usage", "load_backend"]

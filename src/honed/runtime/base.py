@@ -51,6 +51,20 @@ class Completion:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Usage:
+    """What a streamed completion cost; a backend fills it in when its stream ends.
+
+    Counted like Completion: `completion_tokens` is every token generated (end-of-sequence
+    and stop-sequence tokens included); `finish_reason` is "stop" or "length".
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "length"
+    ttft_s: float | None = None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A loaded model that generates text."""
@@ -63,8 +77,10 @@ class Backend(Protocol):
         """Complete each prompt (batched where the runtime can)."""
         ...
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
-        """Yield text pieces of one completion as they are produced."""
+    def stream(
+        self, prompt: str, params: GenerationParams, usage: Usage | None = None
+    ) -> Iterator[str]:
+        """Yield text pieces of one completion as they are produced; fill usage at the end."""
         ...
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from honed.runtime.base import Completion, GenerationParams
+from honed.runtime.base import Completion, GenerationParams, Usage
 from honed.runtime.text import StopFilter, filter_stream
 
 
@@ -31,6 +31,14 @@ class Tally:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
 
+    def fill(self, usage: Usage) -> None:
+        """Copy the counts onto a caller's Usage."""
+        usage.prompt_tokens = self.prompt_tokens
+        usage.completion_tokens = self.tokens
+        usage.finish_reason = "stop" if self.ended or self.stopped else "length"
+        if self.first_token_at is not None:
+            usage.ttft_s = self.first_token_at - self.started
+
 
 class SequentialBackend:
     """generate and stream on top of a per-token piece generator."""
@@ -39,10 +47,18 @@ class SequentialBackend:
         """Complete each prompt in turn."""
         return [self._complete(prompt, params) for prompt in prompts]
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
+    def stream(
+        self, prompt: str, params: GenerationParams, usage: Usage | None = None
+    ) -> Iterator[str]:
         """Yield the completion's text as it grows, cut at the first stop string."""
+        started = time.perf_counter()
         tokens = self._prompt_tokens(prompt)
-        yield from self._run(tokens, params, Tally(time.perf_counter(), len(tokens)))
+        tally = Tally(started, len(tokens))
+        try:
+            yield from self._run(tokens, params, tally)
+        finally:
+            if usage is not None:
+                tally.fill(usage)
 
     def _prompt_tokens(self, prompt: str) -> list[int]:
         raise NotImplementedError

@@ -20,7 +20,7 @@ from transformers import GenerationConfig, StoppingCriteriaList
 from honed.errors import HonedError
 from honed.models.load import load_model
 from honed.models.resolve import ModelSource
-from honed.runtime.base import Completion, GenerationParams, register
+from honed.runtime.base import Completion, GenerationParams, Usage, register
 from honed.runtime.hf_tokenizer import TokenizerMethods, context_size_of
 from honed.runtime.text import (
     StopFilter,
@@ -92,23 +92,38 @@ class TransformersBackend(TokenizerMethods):
             results.update(zip(chunk, done, strict=True))
         return [results[i] for i in range(len(prompts))]
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
+    def stream(
+        self, prompt: str, params: GenerationParams, usage: Usage | None = None
+    ) -> Iterator[str]:
         """Yield the completion's text as it grows, cut at the first stop string."""
+        started = time.perf_counter()
         self._seed(params)
         stop = clean_stops(params.stop)
-        inputs, max_new = self._inputs([self._encode(prompt)], params)
+        encoded = self._encode(prompt)
+        inputs, max_new = self._inputs([encoded], params)
         watch, streamer = StepWatch(self.tokenizer, stop), TextQueue(self.tokenizer)
         errors: list[BaseException] = []
         kwargs = self._generate_kwargs(inputs, params, max_new, watch)
         thread = threading.Thread(target=self._run, args=(kwargs, streamer, errors), daemon=True)
         thread.start()
+        stops = StopFilter(stop)
         try:
-            yield from filter_stream(streamer, StopFilter(stop))
+            yield from filter_stream(streamer, stops)
         finally:
             watch.cancelled = True
             thread.join()
+            if usage is not None:
+                self._fill_usage(usage, len(encoded), streamer.ids, stops.stopped)
+                if watch.first_token_at is not None:
+                    usage.ttft_s = watch.first_token_at - started
         if errors:
             raise errors[0]
+
+    def _fill_usage(self, usage: Usage, prompt_tokens: int, ids: list[int], stopped: bool) -> None:
+        eos_at = next((n for n, token in enumerate(ids) if token in self._eos), None)
+        usage.prompt_tokens = prompt_tokens
+        usage.completion_tokens = len(ids) if eos_at is None else eos_at + 1
+        usage.finish_reason = "stop" if stopped or eos_at is not None else "length"
 
     def token_logits(self, ids: list[int]) -> np.ndarray:
         """Logits at every position of ids, float32 [len(ids), vocab].

@@ -1,0 +1,116 @@
+"""`honed serve`: bind the port, load the model copies, and run the API with uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from honed.config import ServeConfig
+from honed.errors import HonedError
+from honed.runtime.base import Backend
+from honed.runtime.configured import load_configured
+from honed.serve.engine import Engine
+
+log = logging.getLogger(__name__)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def served_name(cfg: ServeConfig) -> str:
+    """The name clients use: --served-name, else the model file or directory's name."""
+    if cfg.served_name:
+        return cfg.served_name
+    name = Path(cfg.model.rstrip("/")).name or cfg.model
+    return name.removesuffix(".gguf")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, so a taken port fails before minutes of model loading."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise HonedError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port "
+            "(0 takes any free one) or --host"
+        ) from exc
+    sock.listen(128)
+    return sock
+
+
+def load_copies(cfg: ServeConfig) -> list[Backend]:
+    """max_concurrency copies of the model, sharing the CPU cores unless --threads is set."""
+    if cfg.max_concurrency > 1 and cfg.threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        cfg = cfg.model_copy(update={"threads": max(1, cores // cfg.max_concurrency)})
+    copies: list[Backend] = []
+    try:
+        for _ in range(cfg.max_concurrency):
+            copies.append(load_configured(cfg, batch_size=1))
+    except BaseException:
+        for backend in copies:
+            backend.close()
+        raise
+    return copies
+
+
+def build(cfg: ServeConfig) -> tuple[object, str]:
+    """The app for cfg (models loaded) and its served name."""
+    from honed.serve.api import create_app
+
+    if cfg.api_key is None and os.environ.get("HONED_API_KEY"):
+        cfg = cfg.model_copy(update={"api_key": os.environ["HONED_API_KEY"]})
+    if cfg.host not in LOOPBACK and not cfg.api_key:
+        log.warning(
+            "serving on %s without an API key: anyone who can reach it can use it "
+            "(set --api-key or HONED_API_KEY)",
+            cfg.host,
+        )
+    name = served_name(cfg)
+    engine = Engine(load_copies(cfg), max_queue=cfg.max_queue)
+    return create_app(engine, cfg, name), name
+
+
+def serve(cfg: ServeConfig, announce=print) -> None:  # noqa: ANN001
+    """Serve until interrupted."""
+    import uvicorn
+
+    sock = bind(cfg.host, cfg.port)
+    try:
+        app, name = build(cfg)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        announce(f"serving '{name}' at http://{shown}:{port}/v1 (Ctrl-C stops)")
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def running(app: object, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve app from a background thread (tests, benchmarks); yields its base URL."""
+    import uvicorn
+
+    sock = bind(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise HonedError("the test server failed to start")
+            time.sleep(0.01)
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -1,0 +1,141 @@
+"""`honed serve` and `honed chat` on real (tiny) models through every backend: the official
+openai client, a schema fuzz run, a bounded load test, and the chat driven in a terminal."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from honed.config import QuantizeConfig, ServeConfig
+from honed.quantize.stage import quantize
+from honed.serve.run import build, running
+
+pytestmark = pytest.mark.integration
+MESSAGES = [{"role": "user", "content": "add two and three"}]
+
+
+def export(model: Path, method: str, out: Path) -> Path:
+    return quantize(QuantizeConfig(model=str(model), method=method, output=out, check=False)).output
+
+
+@pytest.fixture(scope="module")
+def models(tiny_causal, tiny_causal_real_tokenizer, tmp_path_factory) -> dict[str, Path]:
+    """The tiny model for each backend: safetensors, ONNX and GGUF."""
+    work = tmp_path_factory.mktemp("served")
+    return {
+        "transformers": tiny_causal,
+        "onnxruntime": export(tiny_causal, "onnx", work / "onnx"),
+        "llama.cpp": export(tiny_causal_real_tokenizer, "gguf-f16", work / "gguf"),
+    }
+
+
+def serve(model: Path, **limits):
+    app, _ = build(ServeConfig(model=str(model), served_name="tiny", **limits))
+    return running(app)
+
+
+@pytest.mark.parametrize("backend", ["transformers", "onnxruntime", "llama.cpp"])
+def test_every_backend_serves_chat_and_completions(models, backend):
+    with serve(models[backend]) as url:
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        assert httpx.get(f"{url}/health").json()["backend"] == backend
+        greedy = {"model": "tiny", "max_tokens": 12, "temperature": 0}
+        whole = c.chat.completions.create(messages=MESSAGES, **greedy)
+        chunks = list(c.chat.completions.create(messages=MESSAGES, stream=True, **greedy))
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks)
+        assert streamed == whole.choices[0].message.content
+        assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens > 0
+        done = c.completions.create(prompt="add two and", **greedy)
+        assert done.usage.prompt_tokens > 0 and done.choices[0].finish_reason in ("stop", "length")
+
+
+def test_text_to_text_models_serve_completions(tiny_seq2seq):
+    with serve(tiny_seq2seq) as url:
+        body = {"model": "tiny", "prompt": "where was she born", "max_tokens": 6}
+        answer = httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()
+        assert answer["usage"]["completion_tokens"] > 0
+
+
+def test_a_schema_fuzz_run_finds_no_server_errors(tiny_causal):
+    exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+    with serve(tiny_causal, api_key="k", max_tokens_limit=8) as url:
+        done = subprocess.run(
+            [exe, "run", f"{url}/openapi.json", "--checks", "not_a_server_error",
+             "--max-examples", "15", "-H", "Authorization: Bearer k", "--no-color"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_sixteen_clients_for_fifteen_seconds_get_no_server_error(tiny_causal):
+    statuses: Counter[int] = Counter()
+    latencies: list[float] = []
+    with serve(tiny_causal, max_queue=16) as url:
+        stop_at = time.monotonic() + 15
+
+        def client() -> None:
+            with httpx.Client(timeout=60) as http:
+                while time.monotonic() < stop_at:
+                    start = time.perf_counter()
+                    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 16}
+                    answer = http.post(f"{url}/v1/chat/completions", json=body)
+                    statuses[answer.status_code] += 1
+                    latencies.append(time.perf_counter() - start)
+
+        threads = [threading.Thread(target=client) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    p50, p95 = statistics.median(latencies), statistics.quantiles(latencies, n=20)[-1]
+    print(f"\n16 clients, 15 s: {dict(statuses)}; latency p50 {p50:.3f} s, p95 {p95:.3f} s")
+    assert statuses[200] > 16 and not any(code >= 500 for code in statuses)
+
+
+def test_chat_in_a_terminal(tiny_causal):
+    pexpect = pytest.importorskip("pexpect")
+    honed = str(Path(sys.executable).parent / "honed")
+    child = pexpect.spawn(honed, ["chat", str(tiny_causal), "--max-new-tokens", "8"],
+                          encoding="utf-8", timeout=120)  # fmt: skip
+    child.expect("multi-turn")
+    child.expect("> ")
+    child.sendline("add two and three")
+    child.expect(r"\[[\d.]+ s, first token [\d.]+ s, [\d.]+ tok/s, \d+ tokens\]")
+    for command, answer in [
+        ("/set temperature 0.2", "temperature 0.2"),
+        ("/set temperature hot", "bad value for temperature"),
+        ("/system be brief", "system message set"),
+        ("/reset", "conversation cleared"),
+        ("/nonsense", "unknown command"),
+    ]:
+        child.expect("> ")
+        child.sendline(command)
+        child.expect(answer)
+    child.expect("> ")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_chat_with_a_text_to_text_model_is_single_turn(tiny_seq2seq):
+    pexpect = pytest.importorskip("pexpect")
+    honed = str(Path(sys.executable).parent / "honed")
+    child = pexpect.spawn(honed, ["chat", str(tiny_seq2seq), "--max-new-tokens", "6"],
+                          encoding="utf-8", timeout=120)  # fmt: skip
+    child.expect("single-turn")
+    child.expect("> ")
+    child.sendline("where was she born")
+    child.expect(r"tok/s")
+    child.sendeof()
+    child.expect(pexpect.EOF)
