@@ -1,0 +1,78 @@
+"""`honed bench` over SmolLM2-135M-Instruct and Qwen2.5-Coder-0.5B-Instruct in fp32, int8,
+ONNX int8, GGUF Q8_0 and Q4_K_M, with the share of the decode roofline each reaches.
+
+Variants come from `honed quantize` (runs/bench-quant/, made if missing, shared with
+quantize_speed.py); fp32 is the float copy they were made from. The table is honed bench's
+own bench.md, copied into RESULTS.md with the best CPU variant's roofline share.
+
+    .venv/bin/python benchmarks/bench_variants.py [--runs 3] [--n-prompts 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from quantize_quality import variant_ref  # noqa: E402
+from results_md import replace_section  # noqa: E402
+
+MODELS = ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct")
+VARIANTS = ("float", "int8", "onnx-int8", "gguf-q8_0", "gguf-q4_k_m")
+OUT = Path("runs/bench-variants")
+HEADING = "## honed bench: every variant side by side"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--n-prompts", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    args = parser.parse_args()
+    refs = [variant_ref(m, v) for m in MODELS for v in VARIANTS]
+    honed = str(Path(sys.executable).parent / "honed")
+    subprocess.run(
+        [
+            honed,
+            "bench",
+            *refs,
+            "--output",
+            str(OUT),
+            "--overwrite",
+            "--runs",
+            str(args.runs),
+            "--n-prompts",
+            str(args.n_prompts),
+            "--max-new-tokens",
+            str(args.max_new_tokens),
+        ],
+        check=True,
+    )
+    record = json.loads((OUT / "bench.json").read_text())
+    replace_section(HEADING, section(record, (OUT / "bench.md").read_text()))
+
+
+def section(record: dict, table: str) -> str:
+    """bench.md under this file's heading, with the best roofline share named."""
+    shares = [
+        (r["roofline"]["share"], r["model"])
+        for r in record["results"]
+        if "error" not in r and r["roofline"].get("share") is not None
+    ]
+    best = max(shares) if shares else None
+    body = table.split("\n", 1)[1].strip()  # drop bench.md's own title
+    verdict = (
+        f"Best share of the decode roofline: {best[0]:.0%} ({best[1]}); target 70%: "
+        f"{'met' if best[0] >= 0.70 else 'not met'}."
+        if best
+        else ""
+    )
+    return f"{HEADING}\n\n{body}\n\n{verdict}\n"
+
+
+if __name__ == "__main__":
+    main()
