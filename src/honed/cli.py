@@ -24,6 +24,7 @@ from rich.table import Table
 from honed.config import (
     BenchConfig,
     ChatConfig,
+    DistillConfig,
     EvalConfig,
     FinetuneConfig,
     QuantizeConfig,
@@ -279,3 +280,23 @@ def run_chat(cfg: ChatConfig) -> None:
     from honed.serve.chat import chat
 
     chat(cfg)
+
+
+@stage_command(
+    "distill",
+    DistillConfig,
+    "Distill a teacher into a smaller student (logits: KD on cached teacher top-k; sequence: "
+    "train on the teacher's answers that pass their tests).",
+)
+def run_distill(cfg: DistillConfig) -> None:
+    """Run the distill stage and print what it made."""
+    from honed.distill.stage import distill
+    from honed.train.finetune import Interrupted
+
+    try:
+        result = distill(cfg)
+    except Interrupted as exc:
+        err.print(f"[bold yellow]honed:[/] interrupted; {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    if result is not None:
+        show_finetune(result.output, result.manifest)

@@ -246,7 +246,7 @@ class EvalConfig(RuntimeConfig):
 
     task: str = Field(
         "humaneval",
-        description="Task: humaneval, mbpp (test split), mbpp-sanitized, or text:SPEC (jsonl/json file, canard, quotes).",
+        description="Task: humaneval, mbpp (test split), mbpp-train, mbpp-sanitized, or text:SPEC (jsonl/json file, canard, quotes).",
     )
     output: Path | None = Field(
         None, description="Directory for samples and summary (default runs/eval-<model>-<task>)."
@@ -433,3 +433,52 @@ class ChatConfig(RuntimeConfig):
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling threshold.")
     max_new_tokens: int = Field(512, gt=0, description="New tokens per reply at most.")
     seed: int | None = Field(None, description="Sampling seed (unset: different every reply).")
+
+
+class DistillConfig(FinetuneConfig):
+    """Everything `honed distill` needs: the fine-tune options plus teacher, student and loss."""
+
+    model: str | None = Field(None, description="Same as --student.")
+    teacher: str | None = Field(
+        None, description="Teacher: hub id, HF dir, .gguf file, artifact dir or built-in name."
+    )
+    student: str | None = Field(
+        None, description="Student: a smaller pre-trained model (hub id, dir, .gguf, artifact)."
+    )
+    student_config: str | None = Field(
+        None,
+        description="Student from scratch: a config.json, or TYPE:key=value,... (e.g. llama:num_hidden_layers=12,hidden_size=768,num_attention_heads=12,intermediate_size=2048); the teacher's tokenizer.",
+    )
+    student_from_teacher: str | None = Field(
+        None,
+        description="Student = the teacher with only these decoder layers: a list (0,3,6,9) or a count N (evenly spread).",
+    )
+    mode: Literal["logits", "sequence"] = Field(
+        "logits",
+        description="logits: match the teacher's next-token distributions (same tokenizer); sequence: train on teacher-written answers (for code tasks only those that pass the tests).",
+    )
+    alpha: float = Field(0.5, ge=0, le=1, description="Loss = alpha * KD + (1 - alpha) * CE.")
+    kd_loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field(
+        "forward_kl", description="KD divergence: forward_kl, reverse_kl or jsd (with beta)."
+    )
+    beta: float = Field(
+        0.5, ge=0, le=1, description="Generalized JSD mix (0: forward KL, 1: reverse KL)."
+    )
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KD loss.")
+    top_k: int = Field(32, ge=1, description="Teacher tokens kept per position in the cache.")
+    cache_dir: Path | None = Field(
+        None, description="Teacher logits cache (default $HONED_CACHE/kd, shared by runs)."
+    )
+    teacher_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Teacher dtype in logits mode (auto: bf16 on CUDA, else float32)."
+    )
+    candidates: int = Field(4, ge=1, description="Sequence mode: teacher answers per prompt.")
+    teacher_temperature: float = Field(
+        0.8, ge=0, description="Sequence mode: teacher sampling temperature (0: greedy)."
+    )
+    teacher_max_new_tokens: int = Field(
+        512, gt=0, description="Sequence mode: new tokens per teacher answer."
+    )
+    teacher_backend: Literal["auto", "transformers", "llama.cpp", "onnxruntime"] = Field(
+        "auto", description="Sequence mode: runtime that generates the teacher's answers."
+    )

@@ -75,7 +75,7 @@ def test_cli_rescores_and_prints_a_table(tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--task", "codex"], "unknown task 'codex': use humaneval, mbpp, mbpp-sanitized"),
+        (["--task", "codex"], "unknown task 'codex': use humaneval, mbpp, mbpp-train"),
         (["--model", "no/such-model-here", "--limit", "1"], "no/such-model-here"),
         (["--model", "nope", "--limit", "1"], "model 'nope' not found"),
         (["--prompting", "maybe"], "bad value for 'prompting'"),

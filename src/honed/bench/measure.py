@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from honed.bench.roofline import roofline, weight_bytes_per_token
+from honed.bench.roofline import parameter_count, roofline, weight_bytes_per_token
 from honed.bench.stats import summarize
 from honed.config import BenchConfig
 from honed.quantize.checks import size_on_disk
@@ -105,6 +105,7 @@ def measure(ref: str, cfg: BenchConfig, prompts: list[str], bandwidth: float) ->
     return {
         "model": ref, "backend": model.name if hasattr(model, "name") else backend,
         "load_s": load_s, "size_bytes": size_on_disk(path) if path else None,
+        "parameters": parameter_count(path) if path else None,
         **result, **peak_memory(),
         "roofline": roofline(bandwidth, per_token, result["decode_tok_s"]["median"]),
     }  # fmt: skip

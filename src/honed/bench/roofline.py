@@ -35,16 +35,10 @@ def gguf_tensor_bytes(path: Path) -> dict[str, int]:
 
 def safetensors_tensor_bytes(directory: Path) -> dict[str, int]:
     """Bytes of every tensor in the safetensors files of a directory (header only)."""
-    sizes: dict[str, int] = {}
-    for file in sorted(directory.glob("*.safetensors")):
-        with file.open("rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(length))
-        for name, info in header.items():
-            if name != "__metadata__":
-                start, end = info["data_offsets"]
-                sizes[name] = end - start
-    return sizes
+    return {
+        n: info["data_offsets"][1] - info["data_offsets"][0]
+        for n, info in _safetensors_headers(directory)
+    }
 
 
 def onnx_tensor_bytes(directory: Path) -> dict[str, int]:
@@ -67,6 +61,46 @@ def weight_bytes_per_token(model_path: Path) -> int | None:
         return _per_token(onnx_tensor_bytes(model_path), ("lm_head.weight",))
     sizes = safetensors_tensor_bytes(model_path) if model_path.is_dir() else {}
     return _per_token(sizes, ("lm_head.weight",)) if sizes else None
+
+
+def parameter_count(model_path: Path) -> int | None:
+    """Weights in the model's files (elements, from the headers); None for unknown formats.
+
+    An int4 ONNX or torchao matrix may be stored packed; GGUF and safetensors shapes are the
+    logical ones.
+    """
+    if model_path.suffix == ".gguf":
+        from gguf import GGUFReader
+
+        return sum(int(t.n_elements) for t in GGUFReader(str(model_path)).tensors)
+    if (model_path / "decoder.onnx").is_file():
+        import onnx
+
+        graph = onnx.load(str(model_path / "decoder.onnx"), load_external_data=False).graph
+        return sum(_product(init.dims) for init in graph.initializer)
+    shapes = _safetensors_shapes(model_path) if model_path.is_dir() else {}
+    return sum(_product(shape) for shape in shapes.values()) if shapes else None
+
+
+def _product(dims: list[int]) -> int:
+    out = 1
+    for d in dims:
+        out *= int(d)
+    return out
+
+
+def _safetensors_shapes(directory: Path) -> dict[str, list[int]]:
+    return {name: info["shape"] for name, info in _safetensors_headers(directory)}
+
+
+def _safetensors_headers(directory: Path) -> list[tuple[str, dict]]:
+    entries = []
+    for file in sorted(directory.glob("*.safetensors")):
+        with file.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        entries += [(n, info) for n, info in header.items() if n != "__metadata__"]
+    return entries
 
 
 def roofline(bandwidth_gbs: float, bytes_per_token: int | None, decode_tok_s: float) -> dict:

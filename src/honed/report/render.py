@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from honed.report.collect import Variant, lineage_names  # noqa: E402
 from honed.train.plots import plot_loss  # noqa: E402
 
-COLUMNS = ("variant", "lineage", "method", "size (MB)", "quality", "latency median (s)",
+COLUMNS = ("variant", "lineage", "method", "parameters (M)", "size (MB)", "quality",
+           "latency median (s)",
            "latency p95 (s)", "decode tok/s", "peak memory (MB)", "flag")  # fmt: skip
 
 
@@ -37,6 +38,7 @@ class Row:
         q = f"{self.quality[1]:.4f} ({self.quality[0]})" if self.quality else "-"
         return [
             self.variant.name, " → ".join(lineage_names(self.variant)), self.variant.method,
+            _fmt(self.variant.parameters() / 1e6 if self.variant.parameters() else None, 1),
             _fmt(self.size_mb, 0), q, _fmt(lat.get("median"), 3), _fmt(lat.get("p95"), 3),
             _fmt((b.get("decode_tok_s") or {}).get("median"), 1), _fmt(b.get("peak_rss_mb"), 0),
             self.flag or ("failed: " + b["error"] if "error" in b else ""),

@@ -19,7 +19,8 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
-LOGGED_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
+# kd and ce: the two parts of the distillation loss (honed distill, logits mode)
+LOGGED_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "kd", "ce")
 
 
 class MetricsLogger(TrainerCallback):

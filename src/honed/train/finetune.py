@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from honed.train.callbacks import (
 from honed.train.plots import plot_loss
 from honed.train.samples import generate_texts, sample_prompts, write_samples
 from honed.train.trainer import (
+    HonedSFTTrainer,
     TrainSetup,
     build_seq2seq_trainer,
     build_sft_trainer,
@@ -52,6 +54,16 @@ log = logging.getLogger("honed")
 
 class Interrupted(Exception):
     """The user pressed Ctrl-C; a checkpoint was saved. The CLI exits with 130."""
+
+
+@dataclass
+class StageHooks:
+    """How another stage (distill) reuses this one: its trainer class, and what it adds."""
+
+    trainer_cls: type | None = None  # replaces HonedSFTTrainer for causal models
+    on_trainer: Callable[[Trainer], None] | None = None  # called once the trainer is built
+    manifest: Callable[[PreparedData], dict[str, Any]] | None = None  # merged into the manifest
+    callbacks: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -119,7 +131,12 @@ def _load(cfg: FinetuneConfig) -> LoadedModel:
 
 
 def _build_trainer(
-    cfg: FinetuneConfig, loaded: LoadedModel, data: PreparedData, work: Path, flags: RunFlags
+    cfg: FinetuneConfig,
+    loaded: LoadedModel,
+    data: PreparedData,
+    work: Path,
+    flags: RunFlags,
+    hooks: StageHooks,
 ) -> Trainer:
     bf16 = pick_dtype(cfg.dtype) == torch.bfloat16
     peft = lora_config(cfg, loaded) if cfg.method != "full" else None
@@ -133,7 +150,15 @@ def _build_trainer(
     setup = TrainSetup(
         cfg, model, loaded.tokenizer, data.train, validation, work / "checkpoints", bf16, callbacks
     )
-    trainer = build_seq2seq_trainer(setup) if loaded.is_seq2seq else build_sft_trainer(setup, peft)
+    if loaded.is_seq2seq:
+        trainer = build_seq2seq_trainer(setup)
+    else:
+        trainer = build_sft_trainer(setup, peft, hooks.trainer_cls or HonedSFTTrainer)
+    if trainer.train_dataset is not None and len(trainer.train_dataset) == 0:
+        raise HonedError(
+            f"no training example is left after tokenizing (each needs an answer within "
+            f"max_length {cfg.max_length} tokens): raise --max-length or check the data"
+        )
     trainer.honed_flags = flags  # type: ignore[attr-defined]
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())
@@ -306,17 +331,17 @@ def _prepare(cfg: FinetuneConfig, work: Path, final: Path) -> tuple[LoadedModel,
     return loaded, data
 
 
-def _run(
-    cfg: FinetuneConfig, work: Path, final: Path, extra_callbacks: list[Any]
-) -> RunResult | None:
+def _run(cfg: FinetuneConfig, work: Path, final: Path, hooks: StageHooks) -> RunResult | None:
     state = PartialState()
     loaded, data = _prepare(cfg, work, final)
     if state.is_main_process:
         _before(cfg, loaded, data, work)
     flags = RunFlags(patience=cfg.nan_patience)
-    trainer = _build_trainer(cfg, loaded, data, work, flags)
-    for cb in extra_callbacks:
+    trainer = _build_trainer(cfg, loaded, data, work, flags, hooks)
+    for cb in hooks.callbacks:
         trainer.add_callback(cb)
+    if hooks.on_trainer is not None:
+        hooks.on_trainer(trainer)
     metrics = _train(cfg, trainer, work, flags)
     _stop_if_failed(flags, work)
     if trainer.eval_dataset is not None:
@@ -329,12 +354,19 @@ def _run(
         _write_merged(cfg, loaded, work, final)
     if not cfg.keep_checkpoints:
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
-    manifest = artifacts.write_manifest(work, _manifest(cfg, loaded, data, metrics))
+    manifest = _manifest(cfg, loaded, data, metrics)
+    if hooks.manifest is not None:
+        manifest.update(hooks.manifest(data))
+    manifest = artifacts.write_manifest(work, manifest)
     artifacts.publish(work, final)
     return RunResult(final, manifest, metrics)
 
 
-def finetune(cfg: FinetuneConfig, extra_callbacks: list[Any] | None = None) -> RunResult | None:
+def finetune(
+    cfg: FinetuneConfig,
+    extra_callbacks: list[Any] | None = None,
+    hooks: StageHooks | None = None,
+) -> RunResult | None:
     """Run the fine-tune stage; returns the result on the main process, None on others.
 
     A fresh run that fails before its first checkpoint removes its work dir, so fixing a typo
@@ -347,7 +379,9 @@ def finetune(cfg: FinetuneConfig, extra_callbacks: list[Any] | None = None) -> R
             artifacts.prepare_output(final, overwrite=cfg.overwrite, resume=cfg.resume)
     work = artifacts.tmp_dir_for(final)
     try:
-        return _run(cfg, work, final, extra_callbacks or [])
+        hooks = hooks or StageHooks()
+        hooks.callbacks = [*hooks.callbacks, *(extra_callbacks or [])]
+        return _run(cfg, work, final, hooks)
     except BaseException:
         if (
             state.is_main_process

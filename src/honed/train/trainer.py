@@ -196,7 +196,9 @@ class TrainSetup:
     callbacks: list[Any] = field(default_factory=list)
 
 
-def build_sft_trainer(setup: TrainSetup, peft_config: Any = None) -> Trainer:
+def build_sft_trainer(
+    setup: TrainSetup, peft_config: Any = None, trainer_cls: type = HonedSFTTrainer
+) -> Trainer:
     """TRL SFTTrainer for a causal LM, with length grouping or BFD packing as configured."""
     use_compact_lm_head()
     cfg, train, validation = setup.cfg, setup.train, setup.validation
@@ -209,7 +211,7 @@ def build_sft_trainer(setup: TrainSetup, peft_config: Any = None) -> Trainer:
         completion_only_loss=cfg.loss_on == "completion" and "prompt" in train[0],
         dataset_num_proc=None,
     )
-    return HonedSFTTrainer(
+    return trainer_cls(
         model=setup.model,
         args=sft,
         train_dataset=Dataset.from_list(train),

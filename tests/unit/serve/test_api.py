@@ -179,15 +179,16 @@ def wait_until_idle(base: str) -> None:
 
 
 def test_a_full_queue_answers_429_with_retry_after():
-    slow = Scripted(delay=0.05)
+    slow = Scripted(delay=0.2)  # the first request holds the model for 12 s (or until it leaves)
     with serve(slow, max_queue=0) as base:
-        body = {"model": "scripted", "prompt": "x", "max_tokens": 40, "stream": True}
+        body = {"model": "scripted", "prompt": "x", "max_tokens": 60, "stream": True}
         with httpx.stream("POST", f"{base}/v1/completions", json=body, timeout=10) as first:
             next(first.iter_lines())  # the first request holds the only model
             busy = httpx.post(f"{base}/v1/completions", json={**body, "stream": False})
             assert busy.status_code == 429 and int(busy.headers["Retry-After"]) >= 1
         wait_until_idle(base)
-        again = httpx.post(f"{base}/v1/completions", json={**body, "stream": False}, timeout=10)
+        quick = {**body, "stream": False, "max_tokens": 2}
+        again = httpx.post(f"{base}/v1/completions", json=quick, timeout=10)
         assert again.status_code == 200
 
 

@@ -1,0 +1,221 @@
+"""Distillation on real models: teacher, student before, student fine-tuned plainly and
+student distilled, all scored the same way, with parameter counts and decode speed.
+
+Pairs (issue 6):
+- logits: Qwen2.5-Coder-1.5B-Instruct -> Qwen2.5-Coder-0.5B-Instruct (shared tokenizer);
+- sequence: Qwen2.5-Coder-0.5B-Instruct -> SmolLM2-135M-Instruct (teacher answers MBPP
+  train, the passing ones are the student's data).
+Every model is scored on MBPP test (pass@1, greedy, base prompting through the student's
+training template) through llama.cpp: trained students are exported to GGUF Q8_0 first, the
+shared models are used as their GGUF files. The plain fine-tune uses the same data, steps
+and learning rate as the distillation, so "gap closed" = (distilled - plain) / (teacher -
+plain). Each step's output is kept under runs/distill-bench/ and reused when run again, so
+the script can be stopped and resumed; wall times of every step are recorded.
+
+    .venv/bin/python benchmarks/distill_runs.py logits [--max-samples 128 --max-steps 60]
+    .venv/bin/python benchmarks/distill_runs.py sequence
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from results_md import replace_section  # noqa: E402
+
+WORK = Path("runs/distill-bench")
+PAIRS = {
+    "logits": ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"),
+    "sequence": ("qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct"),
+}
+
+
+def honed(*args: str) -> float:
+    """Run one honed command; its wall time in seconds."""
+    start = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "honed"), *args], check=True)
+    return time.perf_counter() - start
+
+
+def step(name: str, out: Path, *args: str, times: dict[str, float]) -> Path:
+    """A honed command whose output directory is reused when it already exists."""
+    if not (out / "manifest.json").is_file() and not (out / "summary.json").is_file():
+        times[name] = honed(*args)
+    return out
+
+
+def training_args(args: argparse.Namespace) -> list[str]:
+    return [
+        "--data",
+        "mbpp",
+        "--method",
+        args.method,
+        "--max-samples",
+        str(args.max_samples),
+        "--max-steps",
+        str(args.max_steps),
+        "--learning-rate",
+        str(args.learning_rate),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-length",
+        "512",
+        "--overwrite",
+        "--samples",
+        "0",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=sorted(PAIRS))
+    parser.add_argument("--max-samples", type=int, default=128, help="MBPP train rows used")
+    parser.add_argument("--max-steps", type=int, default=60)
+    parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--method", default="full")
+    parser.add_argument("--limit", type=int, default=None, help="MBPP test problems scored")
+    args = parser.parse_args()
+    teacher, student = PAIRS[args.mode]
+    w, times = WORK / args.mode, {}
+    plain = step(
+        "plain fine-tune",
+        w / "plain",
+        "finetune",
+        "--model",
+        student,
+        "--output",
+        str(w / "plain"),
+        *training_args(args),
+        times=times,
+    )
+    distilled = step(
+        "distill",
+        w / "distilled",
+        "distill",
+        "--teacher",
+        teacher,
+        "--student",
+        student,
+        "--mode",
+        args.mode,
+        "--output",
+        str(w / "distilled"),
+        *training_args(args),
+        times=times,
+    )
+    models = {"teacher": teacher, "student before": student}
+    for name, path in (("student plain fine-tune", plain), ("student distilled", distilled)):
+        models[name] = str(
+            step(
+                f"export {name}",
+                path.with_name(path.name + "-q8_0"),
+                "quantize",
+                str(path),
+                "--method",
+                "gguf-q8_0",
+                "--output",
+                str(path.with_name(path.name + "-q8_0")),
+                "--overwrite",
+                times=times,
+            )
+        )
+    scores = {}
+    for name, ref in models.items():
+        out = w / f"eval-{name.replace(' ', '-')}"
+        extra = ["--limit", str(args.limit)] if args.limit else []
+        step(
+            f"eval {name}",
+            out,
+            "eval",
+            ref,
+            "--task",
+            "mbpp",
+            "--prompting",
+            "base",
+            "--output",
+            str(out),
+            "--overwrite",
+            *extra,
+            times=times,
+        )
+        scores[name] = json.loads((out / "summary.json").read_text())["pass@k"]["pass@1"]
+    bench = w / "bench"
+    step(
+        "bench",
+        bench,
+        "bench",
+        *models.values(),
+        "--output",
+        str(bench),
+        "--overwrite",
+        times=times,
+    )
+    rows = {r["model"]: r for r in json.loads((bench / "bench.json").read_text())["results"]}
+    record = {
+        "benchmark": "distill_runs",
+        "mode": args.mode,
+        "teacher": teacher,
+        "student": student,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "settings": vars(args),
+        "pass@1": scores,
+        "wall_s": times,
+        "bench": {
+            name: {k: rows.get(ref, {}).get(k) for k in ("parameters", "decode_tok_s")}
+            for name, ref in models.items()
+        },
+    }
+    print(json.dumps(record, indent=2))
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / f"distill_{args.mode}.json").write_text(json.dumps(record, indent=2))
+    replace_section(f"## Distillation ({args.mode} mode)", markdown(record))
+
+
+def markdown(record: dict) -> str:
+    """Teacher, student before / plain / distilled: pass@1, parameters, decode tok/s."""
+    s, b = record["pass@1"], record["bench"]
+    gap = s["teacher"] - s["student plain fine-tune"]
+    closed = (s["student distilled"] - s["student plain fine-tune"]) / gap if gap > 0 else None
+    teacher_speed = (b["teacher"].get("decode_tok_s") or {}).get("median")
+    rows = [
+        "| model | MBPP test pass@1 | parameters (M) | decode tok/s | x teacher speed |",
+        "|---|---|---|---|---|",
+    ]
+    for name, score in s.items():
+        speed = (b[name].get("decode_tok_s") or {}).get("median")
+        params = b[name].get("parameters")
+        ratio = f"{speed / teacher_speed:.2f}" if speed and teacher_speed else "-"
+        rows.append(
+            f"| {name} | {score:.4f} | {params / 1e6 if params else 0:.0f} "
+            f"| {speed or 0:.1f} | {ratio} |"
+        )
+    verdict = "gap closed over plain fine-tuning: " + (
+        f"{closed:.0%} (target 30%)" if closed is not None else "n/a (no gap)"
+    )
+    times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in record["wall_s"].items())
+    return "\n".join(
+        [
+            f"## Distillation ({record['mode']} mode)",
+            "",
+            f"Measured {record['date']}; `{record['command']}`; {record['teacher']} -> "
+            f"{record['student']}, settings {record['settings']}. Wall times: {times}.",
+            "",
+            *rows,
+            "",
+            verdict,
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()

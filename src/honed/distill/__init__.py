@@ -1,0 +1,1 @@
+"""Distillation: a big teacher into a small student (logit KD, or teacher-generated data)."""

@@ -1,0 +1,145 @@
+"""Logit distillation inside the fine-tune stage's trainer.
+
+KDTrainer replaces the stage's loss with alpha * KD + (1 - alpha) * CE (losses.py). The
+teacher's top-k for each sequence comes from the on-disk cache; only sequences the cache
+has not seen are run through the teacher, which is loaded the first time one is needed, so
+a rerun on cached data never loads it. kd and ce are logged next to the loss.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from honed.distill.cache import TeacherCache
+from honed.distill.losses import distill_loss
+from honed.errors import HonedError
+from honed.models.load import load_model
+from honed.models.resolve import resolve
+from honed.train.trainer import HonedSFTTrainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class KDSettings:
+    """The loss and its knobs."""
+
+    alpha: float
+    kind: str
+    temperature: float
+    beta: float
+    top_k: int
+
+
+class Teacher:
+    """The teacher model, loaded on first use; counts its forward passes."""
+
+    def __init__(self, ref: str, dtype: str, trust_remote_code: bool) -> None:
+        self.ref = ref
+        self.dtype = dtype
+        self.trust_remote_code = trust_remote_code
+        self.calls = 0
+        self._model: Any = None
+
+    def model(self) -> Any:
+        if self._model is None:
+            log.info("loading teacher %s", self.ref)
+            loaded = load_model(
+                resolve(self.ref), dtype=self.dtype, trust_remote_code=self.trust_remote_code
+            )
+            self._model = loaded.model.eval().requires_grad_(False)
+        return self._model
+
+    @torch.inference_mode()
+    def top_k(self, rows: list[list[int]], k: int, vocab: int) -> list[tuple[torch.Tensor, ...]]:
+        """(ids, logits) [len, k] of the teacher's best k tokens at each position of each row."""
+        self.calls += 1
+        model = self.model()
+        device = next(model.parameters()).device
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for n, row in enumerate(rows):
+            ids[n, : len(row)] = torch.tensor(row)
+            mask[n, : len(row)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        values, index = logits[..., :vocab].float().topk(k, dim=-1)
+        return [(index[n, : len(r)].cpu(), values[n, : len(r)].cpu()) for n, r in enumerate(rows)]
+
+
+@dataclass
+class KDState:
+    """What the trainer needs: settings, cache, teacher, and running loss parts for logging."""
+
+    settings: KDSettings
+    cache: TeacherCache
+    teacher: Teacher
+    parts: dict[str, list[float]] = field(default_factory=lambda: {"kd": [], "ce": []})
+
+    def targets(self, input_ids: torch.Tensor, mask: torch.Tensor, vocab: int) -> tuple:
+        """Teacher top-k ids and logits [batch, len, k] for a right-padded batch."""
+        rows = [ids[m.bool()].tolist() for ids, m in zip(input_ids, mask, strict=True)]
+        for m, row in zip(mask, rows, strict=True):
+            if not bool(m[: len(row)].all()):
+                raise HonedError("internal: distillation expects right-padded batches")
+        found = [self.cache.get(r) for r in rows]
+        missing = [n for n, f in enumerate(found) if f is None]
+        if missing:
+            computed = self.teacher.top_k([rows[n] for n in missing], self.settings.top_k, vocab)
+            for n, (top_ids, top_logits) in zip(missing, computed, strict=True):
+                self.cache.put(rows[n], top_ids, top_logits)
+                found[n] = (top_ids.long(), top_logits.half().float())  # as stored
+        k = self.settings.top_k
+        ids = torch.zeros(*input_ids.shape, k, dtype=torch.long)
+        logits = torch.zeros(*input_ids.shape, k)
+        for n, (top_ids, top_logits) in enumerate(found):
+            ids[n, : len(top_ids)], logits[n, : len(top_logits)] = top_ids, top_logits
+        return ids.to(input_ids.device), logits.to(input_ids.device)
+
+
+class KDTrainer(HonedSFTTrainer):
+    """The SFT trainer with the distillation loss; `kd` is attached after construction."""
+
+    kd: KDState
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(inputs["input_ids"])
+        out = model(input_ids=inputs["input_ids"], attention_mask=mask, use_cache=False)
+        vocab = out.logits.shape[-1]
+        teacher_ids, teacher_logits = self.kd.targets(inputs["input_ids"], mask, vocab)
+        s = self.kd.settings
+        loss, parts = distill_loss(
+            out.logits[:, :-1],
+            inputs["labels"][:, 1:],
+            teacher_ids[:, :-1],
+            teacher_logits[:, :-1],
+            alpha=s.alpha,
+            kind=s.kind,
+            temperature=s.temperature,
+            beta=s.beta,
+        )
+        if model.training:
+            for key, value in parts.items():
+                self.kd.parts[key].append(value)
+        return (loss, out) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Add the mean KD and CE since the last log to the training logs."""
+        if "loss" in logs:
+            for key, values in self.kd.parts.items():
+                if values:
+                    logs[key] = round(sum(values) / len(values), 6)
+                    values.clear()
+        super().log(logs, *args, **kwargs)

@@ -1,0 +1,56 @@
+"""Logits mode wiring: the KD trainer, its teacher and cache, and what goes in the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from honed.config import DistillConfig
+from honed.data import PreparedData
+from honed.distill.cache import TeacherCache
+from honed.distill.kd import KDSettings, KDState, KDTrainer, Teacher
+from honed.train.finetune import StageHooks
+
+
+def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -> StageHooks:
+    """Hooks that turn the fine-tune stage into logit distillation."""
+    from honed.distill.stage import data_hash, fingerprint
+
+    teacher_sha = fingerprint(cfg.teacher)
+    record["teacher"]["sha256"] = teacher_sha
+    settings = KDSettings(
+        alpha=cfg.alpha,
+        kind=cfg.kd_loss,
+        temperature=cfg.temperature,
+        beta=cfg.beta,
+        top_k=cfg.top_k,
+    )
+    state = KDState(
+        settings,
+        TeacherCache(cache_root / teacher_sha[:16], teacher_sha, cfg.top_k),
+        Teacher(cfg.teacher, cfg.teacher_dtype, cfg.trust_remote_code),
+    )
+
+    def attach(trainer: Any) -> None:
+        trainer.kd = state
+
+    def manifest(data: PreparedData) -> dict[str, Any]:
+        loss = {
+            "alpha": cfg.alpha,
+            "kd": cfg.kd_loss,
+            "temperature": cfg.temperature,
+            "beta": cfg.beta,
+            "top_k": cfg.top_k,
+        }
+        return {
+            "stage": "distill",
+            "distill": {
+                **record,
+                "loss": loss,
+                "cache": state.cache.stats(),
+                "teacher_forward_passes": state.teacher.calls,
+                "data_sha256": data_hash(data),
+            },
+        }
+
+    return StageHooks(trainer_cls=KDTrainer, on_trainer=attach, manifest=manifest)

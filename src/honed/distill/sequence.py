@@ -1,0 +1,106 @@
+"""Sequence mode: the teacher writes the training data, and for code only what passes stays.
+
+The teacher answers every MBPP train problem `candidates` times (honed eval on the
+mbpp-train task: sampled, sandboxed, scored); the candidates that pass their tests become
+prompt/completion rows (deduplicated) that the student is fine-tuned on. Works across
+tokenizers, since only text passes between the models. The teacher's eval is kept next to
+the output (OUTPUT-teacher-data/) and reused when run again with the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from honed.config import DistillConfig, EvalConfig
+from honed.errors import HonedError
+from honed.evaluate import tasks
+from honed.runtime.base import Backend
+
+CODE_DATA = {"mbpp": "mbpp-train", "mbpp-train": "mbpp-train"}
+
+
+def eval_config(cfg: DistillConfig, where: Path) -> EvalConfig:
+    """The teacher's run over the training problems."""
+    return EvalConfig(
+        model=cfg.teacher,
+        backend=cfg.teacher_backend,
+        task=CODE_DATA[cfg.data],
+        n_samples=cfg.candidates,
+        k="1",
+        temperature=cfg.teacher_temperature,
+        max_new_tokens=cfg.teacher_max_new_tokens,
+        limit=cfg.max_samples,
+        seed=cfg.seed,
+        output=where,
+        overwrite=True,
+        threads=cfg.threads,
+    )
+
+
+def reusable(where: Path, ecfg: EvalConfig) -> bool:
+    """True when where holds a finished teacher run with these settings."""
+    try:
+        summary = json.loads((where / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    p = summary.get("params", {})
+    wanted = {
+        "n_samples": ecfg.n_samples,
+        "temperature": ecfg.temperature,
+        "limit": ecfg.limit,
+        "max_new_tokens": ecfg.max_new_tokens,
+        "seed": ecfg.seed,
+    }
+    same = all(p.get(k) == v for k, v in wanted.items())
+    return same and summary.get("model") == ecfg.model and (where / "samples.jsonl").is_file()
+
+
+def kept_rows(where: Path, task_name: str) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """Prompt/completion rows of the passing candidates (one per distinct solution)."""
+    task = tasks.get_task(task_name)
+    problems = {p.task_id: p for p in task.load()}
+    rows, seen, counts = [], set(), {"candidates": 0, "passed": 0, "kept": 0}
+    for line in (where / "samples.jsonl").read_text().splitlines():
+        sample = json.loads(line)
+        counts["candidates"] += 1
+        if sample.get("result") != "passed":
+            continue
+        counts["passed"] += 1
+        problem = problems[sample["task_id"]]
+        code = tasks.solution(task, problem, sample["completion"], sample["prompting"]).strip()
+        if (problem.task_id, code) in seen:
+            continue
+        seen.add((problem.task_id, code))
+        rows.append({"task_id": problem.task_id, "prompt": problem.prompt, "completion": code})
+    counts["kept"] = len(rows)
+    counts["problems_covered"] = len({r["task_id"] for r in rows})
+    return rows, counts
+
+
+def teacher_data(
+    cfg: DistillConfig, output: Path, backend: Backend | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Write the teacher's passing answers as a jsonl; returns its path and the counts."""
+    from honed.evaluate.run import evaluate
+
+    if cfg.data not in CODE_DATA:
+        raise HonedError(
+            f"sequence mode writes code for MBPP's train split (--data mbpp); '{cfg.data}' "
+            "has no tests to filter the teacher's answers with"
+        )
+    where = output.with_name(output.name + "-teacher-data")
+    ecfg = eval_config(cfg, where)
+    reused = reusable(where, ecfg)
+    if not reused:
+        evaluate(ecfg, backend)
+    rows, counts = kept_rows(where, ecfg.task)
+    if not rows:
+        raise HonedError(
+            f"none of the teacher's {counts['candidates']} answers passed their tests: use a "
+            "stronger teacher, more --candidates, or another --teacher-temperature"
+        )
+    path = where / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, {**counts, "eval": str(where), "reused": reused, "rows": str(path)}

@@ -1,0 +1,182 @@
+"""`honed distill` on tiny models: logits mode learns the teacher and caches it, sequence
+mode keeps only the teacher answers that pass, students are built, bad input is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from honed.config import DistillConfig
+from honed.distill import kd
+from honed.distill.stage import distill, warn_if_larger
+from honed.errors import HonedError
+from honed.evaluate import tasks
+from honed.runtime.base import Completion, GenerationParams, load_backend
+
+pytestmark = pytest.mark.integration
+SMALL = "llama:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64"
+
+
+def config(tmp_path: Path, teacher: Path, data: Path, **values) -> DistillConfig:
+    base = dict(
+        teacher=str(teacher),
+        data=str(data),
+        method="full",
+        output=tmp_path / "student",
+        max_steps=24,
+        batch_size=8,
+        learning_rate=3e-3,
+        logging_steps=4,
+        eval_steps=100,
+        save_steps=100,
+        samples=0,
+        max_length=64,
+        cache_dir=tmp_path / "kd",
+        top_k=8,
+        alpha=1.0,
+        max_eval_samples=8,
+        overwrite=True,
+    )
+    return DistillConfig(**{**base, **values})
+
+
+def kd_curve(artifact: Path) -> list[float]:
+    lines = (artifact / "metrics.jsonl").read_text().splitlines()
+    return [row["kd"] for row in map(json.loads, lines) if "kd" in row]
+
+
+def test_logits_mode_learns_the_teacher_and_reruns_from_the_cache(
+    tiny_causal, arith_data, tmp_path, monkeypatch
+):
+    cfg = config(tmp_path, tiny_causal, arith_data, student_config=SMALL)
+    first = distill(cfg)
+    curve = kd_curve(first.output)
+    assert len(curve) >= 3 and curve[-1] < 0.8 * curve[0]  # the KL to the teacher went down
+    record = first.manifest["distill"]
+    assert first.manifest["stage"] == "distill" and record["mode"] == "logits"
+    assert record["teacher_forward_passes"] > 0 and record["cache"]["misses"] > 0
+    assert record["student_init"]["kind"] == "config"
+    assert Path(record["student_init"]["ref"]).name == "student-init"
+    assert record["loss"] == {
+        "alpha": 1.0,
+        "kd": "forward_kl",
+        "temperature": 1.0,
+        "beta": 0.5,
+        "top_k": 8,
+    }
+
+    def no_teacher(self):
+        raise AssertionError("the teacher was loaded although every sequence was cached")
+
+    monkeypatch.setattr(kd.Teacher, "model", no_teacher)
+    again = distill(cfg).manifest["distill"]
+    assert again["teacher_forward_passes"] == 0 and again["cache"]["misses"] == 0
+    assert again["cache"]["hits"] > 0 and again["data_sha256"] == record["data_sha256"]
+
+
+def test_a_student_pruned_from_the_teacher_keeps_the_chosen_layers(
+    tiny_causal, arith_data, tmp_path
+):
+    cfg = config(
+        tmp_path,
+        tiny_causal,
+        arith_data,
+        student_from_teacher="1",
+        max_steps=2,
+        kd_loss="jsd",
+        temperature=2.0,
+    )
+    result = distill(cfg)
+    init = Path(result.manifest["distill"]["student_init"]["ref"])
+    assert json.loads((init / "config.json").read_text())["num_hidden_layers"] == 1
+    model = load_backend(str(result.output))
+    try:
+        (done,) = model.generate(["add two and three"], GenerationParams(max_new_tokens=4))
+        assert done.completion_tokens > 0
+    finally:
+        model.close()
+
+
+def test_logits_mode_refuses_different_tokenizers(
+    tiny_causal, tiny_causal_real_tokenizer, arith_data, tmp_path
+):
+    cfg = config(tmp_path, tiny_causal, arith_data, student=str(tiny_causal_real_tokenizer))
+    with pytest.raises(HonedError, match="same tokenizer.*--mode sequence"):
+        distill(cfg)
+    assert not (tmp_path / "student").exists()
+
+
+def test_bad_student_choices_get_one_line(tiny_causal, arith_data, tmp_path):
+    with pytest.raises(HonedError, match="exactly one of"):
+        distill(config(tmp_path, tiny_causal, arith_data))
+    with pytest.raises(HonedError, match="exactly one of"):
+        distill(config(tmp_path, tiny_causal, arith_data, student="x", student_config=SMALL))
+    with pytest.raises(HonedError, match="between 1 and 2"):
+        distill(config(tmp_path, tiny_causal, arith_data, student_from_teacher="5"))
+    with pytest.raises(HonedError, match="key=value"):
+        distill(config(tmp_path, tiny_causal, arith_data, student_config="llama:oops"))
+
+
+def test_a_student_larger_than_its_teacher_is_a_warning(tiny_causal, tmp_path, caplog):
+    big = tmp_path / "big"
+    from honed.distill.student import student_from_config
+
+    student_from_config(
+        SMALL.replace("hidden_size=32", "hidden_size=256"), str(tiny_causal), big, seed=0
+    )
+    counts = warn_if_larger(str(tiny_causal), str(big))
+    assert counts["student"] > counts["teacher"]
+    assert "larger than the teacher" in caplog.text
+
+
+class ScriptedTeacher:
+    """Answers MBPP train problems: the reference code for the first `good`, junk otherwise."""
+
+    name, model_ref, context_size = "scripted", "teacher", 4096
+    has_chat_template = False
+
+    def __init__(self, good: int) -> None:
+        problems = tasks.mbpp_problems("train")
+        self.good = {p.prompt.strip(): p.reference for p in problems[:good]}
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        out = []
+        for prompt in prompts:
+            code = next((c for p, c in self.good.items() if p in prompt), "def nope():\n    pass\n")
+            out.append(Completion(code, 10, 10, 0.0, 0.01))
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def close(self) -> None:
+        pass
+
+
+def test_sequence_mode_trains_only_on_answers_that_pass(tiny_causal, tmp_path, monkeypatch):
+    import honed.evaluate.run as run
+
+    real = run.evaluate
+    monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, ScriptedTeacher(3)))
+    cfg = config(
+        tmp_path,
+        tiny_causal,
+        "mbpp",
+        mode="sequence",
+        student=str(tiny_causal),
+        max_samples=6,
+        candidates=2,
+        teacher_temperature=0.7,
+        max_steps=2,
+        max_length=512,
+        val_fraction=0.0,
+    )
+    result = distill(cfg)
+    made = result.manifest["distill"]["teacher_data"]
+    assert made["candidates"] == 12 and made["passed"] == 6
+    assert made["kept"] == 3 and made["problems_covered"] == 3  # duplicates dropped
+    rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
+    references = {p.task_id: p.reference.strip() for p in tasks.mbpp_problems("train")}
+    assert all(r["completion"] == references[r["task_id"]] for r in rows)
