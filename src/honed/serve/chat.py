@@ -214,7 +214,7 @@ def chat(cfg: ChatConfig) -> None:
 
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
-    model = load_configured(cfg, batch_size=1)
+    model = load_configured(cfg)
     try:
         run_chat(model, cfg)
     finally:

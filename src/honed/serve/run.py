@@ -54,7 +54,7 @@ def load_copies(cfg: ServeConfig) -> list[Backend]:
     copies: list[Backend] = []
     try:
         for _ in range(cfg.max_concurrency):
-            copies.append(load_configured(cfg, batch_size=1))
+            copies.append(load_configured(cfg))
     except BaseException:
         for backend in copies:
             backend.close()
