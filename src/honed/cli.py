@@ -119,10 +119,17 @@ def stage_command(name: str, cls: type[BaseModel], help_text: str) -> Callable:
 )
 def run_finetune(cfg: FinetuneConfig) -> None:
     """Run the fine-tune stage and print what it made."""
-    from honed.train.finetune import Interrupted, finetune
+    from honed.train.finetune import finetune
+
+    run_training(finetune, cfg)
+
+
+def run_training(stage: Callable[[Any], Any], cfg: Any) -> None:
+    """Run a training stage (finetune, distill); Ctrl-C is exit 130 with where to resume."""
+    from honed.train.finetune import Interrupted
 
     try:
-        result = finetune(cfg)
+        result = stage(cfg)
     except Interrupted as exc:
         err.print(f"[bold yellow]honed:[/] interrupted; {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
@@ -291,12 +298,5 @@ def run_chat(cfg: ChatConfig) -> None:
 def run_distill(cfg: DistillConfig) -> None:
     """Run the distill stage and print what it made."""
     from honed.distill.stage import distill
-    from honed.train.finetune import Interrupted
 
-    try:
-        result = distill(cfg)
-    except Interrupted as exc:
-        err.print(f"[bold yellow]honed:[/] interrupted; {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
-    if result is not None:
-        show_finetune(result.output, result.manifest)
+    run_training(distill, cfg)

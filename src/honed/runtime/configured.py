@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from honed.errors import HonedError
-
 if TYPE_CHECKING:
     from honed.config import RuntimeConfig
     from honed.runtime.base import Backend
@@ -29,21 +27,11 @@ def runtime_options(cfg: RuntimeConfig, batch_size: int | None = None) -> dict[s
 
 
 def load_configured(cfg: RuntimeConfig, batch_size: int | None = None) -> Backend:
-    """Load cfg.model with cfg's runtime; any failure is a one-line HonedError."""
+    """Load cfg.model with cfg's runtime (load_backend makes any failure a HonedError)."""
     from honed.runtime import load_backend
 
-    options = runtime_options(cfg, batch_size)
     if cfg.threads and cfg.backend != "llama.cpp":
         import torch
 
         torch.set_num_threads(cfg.threads)
-    try:
-        return load_backend(cfg.model, cfg.backend, **options)
-    except HonedError:
-        raise
-    except Exception as exc:  # the runtimes raise many types for a model they cannot load
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise HonedError(
-            f"cannot load model '{cfg.model}' ({first}): pass a hub id, a local directory, "
-            "a .gguf file or an honed artifact, or try another --backend"
-        ) from exc
+    return load_backend(cfg.model, cfg.backend, **runtime_options(cfg, batch_size))
