@@ -102,14 +102,20 @@ def test_sixteen_clients_for_fifteen_seconds_get_no_server_error(tiny_causal):
     assert statuses[200] > 16 and not any(code >= 500 for code in statuses)
 
 
-def test_chat_in_a_terminal(tiny_causal):
+def chat_session(model: Path, mode: str, first_line: str):
+    """`honed chat MODEL` in a pseudo-terminal, after its banner and first exchange."""
     pexpect = pytest.importorskip("pexpect")
     honed = str(Path(sys.executable).parent / "honed")
-    child = pexpect.spawn(honed, ["chat", str(tiny_causal), "--max-new-tokens", "8"],
+    child = pexpect.spawn(honed, ["chat", str(model), "--max-new-tokens", "8"],
                           encoding="utf-8", timeout=120)  # fmt: skip
-    child.expect("multi-turn")
+    child.expect(mode)
     child.expect("> ")
-    child.sendline("add two and three")
+    child.sendline(first_line)
+    return pexpect, child
+
+
+def test_chat_in_a_terminal(tiny_causal):
+    pexpect, child = chat_session(tiny_causal, "multi-turn", "add two and three")
     child.expect(r"\[[\d.]+ s, first token [\d.]+ s, [\d.]+ tok/s, \d+ tokens\]")
     for command, answer in [
         ("/set temperature 0.2", "temperature 0.2"),
@@ -129,13 +135,7 @@ def test_chat_in_a_terminal(tiny_causal):
 
 
 def test_chat_with_a_text_to_text_model_is_single_turn(tiny_seq2seq):
-    pexpect = pytest.importorskip("pexpect")
-    honed = str(Path(sys.executable).parent / "honed")
-    child = pexpect.spawn(honed, ["chat", str(tiny_seq2seq), "--max-new-tokens", "6"],
-                          encoding="utf-8", timeout=120)  # fmt: skip
-    child.expect("single-turn")
-    child.expect("> ")
-    child.sendline("where was she born")
+    pexpect, child = chat_session(tiny_seq2seq, "single-turn", "where was she born")
     child.expect(r"tok/s")
     child.sendeof()
     child.expect(pexpect.EOF)
