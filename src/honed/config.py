@@ -228,7 +228,7 @@ class RuntimeConfig(StageConfig):
     )
     threads: int | None = Field(None, gt=0, description="CPU threads for the runtime.")
     n_ctx: int | None = Field(
-        None, gt=0, description="Context size for llama.cpp (default: the model's)."
+        None, ge=0, description="Context size for llama.cpp (default 4096; 0: the model's own)."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="transformers dtype: auto = bf16 on CUDA if supported, else float32."
