@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from honed.errors import HonedError
+
 if TYPE_CHECKING:
     from honed.config import RuntimeConfig
     from honed.runtime.base import Backend
@@ -27,11 +29,20 @@ def runtime_options(cfg: RuntimeConfig, batch_size: int | None = None) -> dict[s
 
 
 def load_configured(cfg: RuntimeConfig, batch_size: int | None = None) -> Backend:
-    """Load cfg.model with cfg's runtime (load_backend makes any failure a HonedError)."""
+    """Load cfg.model with cfg's runtime; any failure is a one-line HonedError."""
     from honed.runtime import load_backend
 
     if cfg.threads and cfg.backend != "llama.cpp":
         import torch
 
         torch.set_num_threads(cfg.threads)
-    return load_backend(cfg.model, cfg.backend, **runtime_options(cfg, batch_size))
+    try:
+        return load_backend(cfg.model, cfg.backend, **runtime_options(cfg, batch_size))
+    except HonedError:
+        raise
+    except Exception as exc:  # model resolution and the runtimes raise many types
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise HonedError(
+            f"cannot load model '{cfg.model}' ({first}): pass a hub id, a local directory, "
+            "a .gguf file or an honed artifact, or try another --backend"
+        ) from exc
