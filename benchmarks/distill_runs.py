@@ -12,7 +12,7 @@ and learning rate as the distillation, so "gap closed" = (distilled - plain) / (
 plain). Each step's output is kept under runs/distill-bench/ and reused when run again, so
 the script can be stopped and resumed; wall times of every step are recorded.
 
-    .venv/bin/python benchmarks/distill_runs.py logits [--max-samples 128 --max-steps 60]
+    .venv/bin/python benchmarks/distill_runs.py logits [--max-samples 96 --max-steps 24]
     .venv/bin/python benchmarks/distill_runs.py sequence
 """
 
@@ -61,8 +61,7 @@ def training_args(args: argparse.Namespace) -> list[str]:
         str(args.max_samples),
         "--max-steps",
         str(args.max_steps),
-        "--learning-rate",
-        str(args.learning_rate),
+        *(["--learning-rate", str(args.learning_rate)] if args.learning_rate else []),
         "--batch-size",
         str(args.batch_size),
         "--max-length",
@@ -76,13 +75,15 @@ def training_args(args: argparse.Namespace) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=sorted(PAIRS))
-    parser.add_argument("--max-samples", type=int, default=128, help="MBPP train rows used")
-    parser.add_argument("--max-steps", type=int, default=60)
-    parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--max-samples", type=int, default=96, help="MBPP train rows used")
+    parser.add_argument("--max-steps", type=int, default=24)
+    parser.add_argument("--learning-rate", type=float, default=None, help="default: the stage's")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--method", default="full")
-    parser.add_argument("--limit", type=int, default=None, help="MBPP test problems scored")
+    parser.add_argument("--method", default=None, help="default: lora (logits), full (sequence)")
+    parser.add_argument("--candidates", type=int, default=2, help="sequence mode: per prompt")
+    parser.add_argument("--limit", type=int, default=100, help="MBPP test problems scored")
     args = parser.parse_args()
+    args.method = args.method or ("lora" if args.mode == "logits" else "full")
     teacher, student = PAIRS[args.mode]
     w, times = WORK / args.mode, {}
     plain = step(
@@ -109,6 +110,7 @@ def main() -> None:
         "--output",
         str(w / "distilled"),
         *training_args(args),
+        *(["--candidates", str(args.candidates)] if args.mode == "sequence" else []),
         times=times,
     )
     models = {"teacher": teacher, "student before": student}

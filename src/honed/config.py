@@ -466,6 +466,15 @@ class DistillConfig(FinetuneConfig):
     )
     temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KD loss.")
     top_k: int = Field(32, ge=1, description="Teacher tokens kept per position in the cache.")
+    on_policy: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Logits mode: share of batches on the student's own samples, scored by the teacher (GKD lambda; 0: off).",
+    )
+    on_policy_max_new_tokens: int = Field(
+        128, gt=0, description="Logits mode: new tokens per on-policy student sample."
+    )
     cache_dir: Path | None = Field(
         None, description="Teacher logits cache (default $HONED_CACHE/kd, shared by runs)."
     )

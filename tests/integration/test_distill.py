@@ -65,6 +65,7 @@ def test_logits_mode_learns_the_teacher_and_reruns_from_the_cache(
         "temperature": 1.0,
         "beta": 0.5,
         "top_k": 8,
+        "on_policy": 0.0,
     }
 
     def no_teacher(self):
@@ -74,6 +75,27 @@ def test_logits_mode_learns_the_teacher_and_reruns_from_the_cache(
     again = distill(cfg).manifest["distill"]
     assert again["teacher_forward_passes"] == 0 and again["cache"]["misses"] == 0
     assert again["cache"]["hits"] > 0 and again["data_sha256"] == record["data_sha256"]
+
+
+def test_on_policy_batches_are_student_samples_scored_by_the_teacher(
+    tiny_causal, arith_data, tmp_path
+):
+    cfg = config(
+        tmp_path,
+        tiny_causal,
+        arith_data,
+        student_config=SMALL,
+        on_policy=1.0,
+        on_policy_max_new_tokens=6,
+    )
+    result = distill(cfg)
+    record = result.manifest["distill"]
+    assert record["on_policy_batches"] == 24 and record["loss"]["on_policy"] == 1.0
+    assert record["teacher_forward_passes"] >= 24  # one per sampled batch: never cached
+    curve = kd_curve(result.output)
+    assert len(curve) >= 3 and curve[-1] < 0.8 * curve[0]  # the KL on its own samples fell
+    with pytest.raises(HonedError, match="--mode logits"):
+        distill(config(tmp_path, tiny_causal, "mbpp", mode="sequence", on_policy=0.5))
 
 
 def test_a_student_pruned_from_the_teacher_keeps_the_chosen_layers(

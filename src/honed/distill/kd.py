@@ -3,12 +3,14 @@
 KDTrainer replaces the stage's loss with alpha * KD + (1 - alpha) * CE (losses.py). The
 teacher's top-k for each sequence comes from the on-disk cache; only sequences the cache
 has not seen are run through the teacher, which is loaded the first time one is needed, so
-a rerun on cached data never loads it. kd and ce are logged next to the loss.
+a rerun on cached data never loads it. kd and ce are logged next to the loss. With
+`on_policy` > 0, that share of batches is the student's own samples (onpolicy.py, GKD).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,9 @@ class KDSettings:
     temperature: float
     beta: float
     top_k: int
+    on_policy: float = 0.0
+    on_policy_max_new_tokens: int = 128
+    seed: int = 0
 
 
 class Teacher:
@@ -79,19 +84,24 @@ class KDState:
     cache: TeacherCache
     teacher: Teacher
     parts: dict[str, list[float]] = field(default_factory=lambda: {"kd": [], "ce": []})
+    on_policy_batches: int = 0
+    rng: random.Random = field(default_factory=random.Random)
 
-    def targets(self, input_ids: torch.Tensor, mask: torch.Tensor, vocab: int) -> tuple:
+    def targets(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, vocab: int, cached: bool = True
+    ) -> tuple:
         """Teacher top-k ids and logits [batch, len, k] for a right-padded batch."""
         rows = [ids[m.bool()].tolist() for ids, m in zip(input_ids, mask, strict=True)]
         for m, row in zip(mask, rows, strict=True):
             if not bool(m[: len(row)].all()):
                 raise HonedError("internal: distillation expects right-padded batches")
-        found = [self.cache.get(r) for r in rows]
+        found = [self.cache.get(r) if cached else None for r in rows]
         missing = [n for n, f in enumerate(found) if f is None]
         if missing:
             computed = self.teacher.top_k([rows[n] for n in missing], self.settings.top_k, vocab)
             for n, (top_ids, top_logits) in zip(missing, computed, strict=True):
-                self.cache.put(rows[n], top_ids, top_logits)
+                if cached:
+                    self.cache.put(rows[n], top_ids, top_logits)
                 found[n] = (top_ids.long(), top_logits.half().float())  # as stored
         k = self.settings.top_k
         ids = torch.zeros(*input_ids.shape, k, dtype=torch.long)
@@ -105,6 +115,27 @@ class KDTrainer(HonedSFTTrainer):
     """The SFT trainer with the distillation loss; `kd` is attached after construction."""
 
     kd: KDState
+    _sampled = False  # the batch in compute_loss is the student's own samples
+
+    def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """With probability on_policy, train on the student's samples of this batch's prompts."""
+        s = self.kd.settings
+        self._sampled = s.on_policy > 0 and self.kd.rng.random() < s.on_policy
+        if self._sampled:
+            from honed.distill.onpolicy import generation_config, student_samples
+
+            gen = generation_config(
+                self.processing_class,
+                self.accelerator.unwrap_model(model),
+                s.on_policy_max_new_tokens,
+                temperature=1.0,
+            )
+            inputs = {**inputs, **student_samples(self, model, inputs, gen)}
+            self.kd.on_policy_batches += 1
+        try:
+            return super().training_step(model, inputs, *args, **kwargs)
+        finally:
+            self._sampled = False
 
     def compute_loss(
         self,
@@ -118,14 +149,15 @@ class KDTrainer(HonedSFTTrainer):
             mask = torch.ones_like(inputs["input_ids"])
         out = model(input_ids=inputs["input_ids"], attention_mask=mask, use_cache=False)
         vocab = out.logits.shape[-1]
-        teacher_ids, teacher_logits = self.kd.targets(inputs["input_ids"], mask, vocab)
+        cached = not self._sampled
+        teacher_ids, teacher_logits = self.kd.targets(inputs["input_ids"], mask, vocab, cached)
         s = self.kd.settings
         loss, parts = distill_loss(
             out.logits[:, :-1],
             inputs["labels"][:, 1:],
             teacher_ids[:, :-1],
             teacher_logits[:, :-1],
-            alpha=s.alpha,
+            alpha=s.alpha if cached else 1.0,
             kind=s.kind,
             temperature=s.temperature,
             beta=s.beta,

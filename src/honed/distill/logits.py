@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,14 @@ def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -
         temperature=cfg.temperature,
         beta=cfg.beta,
         top_k=cfg.top_k,
+        on_policy=cfg.on_policy,
+        on_policy_max_new_tokens=cfg.on_policy_max_new_tokens,
     )
     state = KDState(
         settings,
         TeacherCache(cache_root / teacher_sha[:16], teacher_sha, cfg.top_k),
         Teacher(cfg.teacher, cfg.teacher_dtype, cfg.trust_remote_code),
+        rng=random.Random(cfg.seed),
     )
 
     def attach(trainer: Any) -> None:
@@ -41,6 +45,7 @@ def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -
             "temperature": cfg.temperature,
             "beta": cfg.beta,
             "top_k": cfg.top_k,
+            "on_policy": cfg.on_policy,
         }
         return {
             "stage": "distill",
@@ -49,6 +54,7 @@ def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -
                 "loss": loss,
                 "cache": state.cache.stats(),
                 "teacher_forward_passes": state.teacher.calls,
+                "on_policy_batches": state.on_policy_batches,
                 "data_sha256": data_hash(data),
             },
         }

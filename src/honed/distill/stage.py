@@ -158,6 +158,8 @@ def distill(cfg: DistillConfig) -> RunResult | None:
     """Run the distill stage; returns the result on the main process."""
     if not cfg.teacher:
         raise HonedError("no teacher: pass --teacher REF (a larger model than the student)")
+    if cfg.mode == "sequence" and cfg.on_policy:
+        raise HonedError("--on-policy needs the teacher's logits: use it with --mode logits")
     kind, spec = student_choice(cfg)
     output = (cfg.output or default_output(cfg)).resolve()
     if cfg.mode == "logits" and cfg.batching == "packed":
