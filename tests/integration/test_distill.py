@@ -202,3 +202,64 @@ def test_sequence_mode_trains_only_on_answers_that_pass(tiny_causal, tmp_path, m
     rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
     references = {p.task_id: p.reference.strip() for p in tasks.mbpp_problems("train")}
     assert all(r["completion"] == references[r["task_id"]] for r in rows)
+
+
+class EchoTeacher(ScriptedTeacher):
+    """Answers every prompt with the same text per sample; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        self.calls += 1
+        return [
+            Completion(f"answer {params.seed % 2}\nTask: junk", 3, 3, 0.0, 0.01) for _ in prompts
+        ]
+
+
+def test_sequence_mode_on_text_data_keeps_distinct_teacher_answers(
+    tiny_causal, arith_data, tmp_path, monkeypatch
+):
+    import honed.runtime.configured as configured
+
+    teacher = EchoTeacher()
+    monkeypatch.setattr(configured, "load_configured", lambda cfg, batch_size=None: teacher)
+    cfg = config(
+        tmp_path,
+        tiny_causal,
+        arith_data,
+        mode="sequence",
+        student=str(tiny_causal),
+        max_samples=10,
+        candidates=3,
+        max_steps=2,
+        val_fraction=0.0,
+    )
+    made = distill(cfg).manifest["distill"]["teacher_data"]
+    assert made["candidates"] == 30 and made["kept"] == 20 and made["prompts_covered"] == 10
+    rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
+    assert {r["completion"] for r in rows} == {"answer 0", "answer 1"}  # cut at the next row
+    first = json.loads(arith_data.read_text().splitlines()[0])
+    assert rows[0]["prompt"] == first["prompt"]
+    calls = teacher.calls
+    assert distill(cfg).manifest["distill"]["teacher_data"]["reused"] is True
+    assert teacher.calls == calls  # the teacher's answers were reused
+
+
+def test_sequence_mode_with_a_real_tiny_teacher_on_text_data(tiny_causal, arith_data, tmp_path):
+    cfg = config(
+        tmp_path,
+        tiny_causal,
+        arith_data,
+        mode="sequence",
+        student=str(tiny_causal),
+        max_samples=4,
+        candidates=2,
+        teacher_max_new_tokens=8,
+        teacher_temperature=1.0,
+        max_steps=1,
+        val_fraction=0.0,
+    )
+    result = distill(cfg)
+    assert result.manifest["distill"]["teacher_data"]["kept"] >= 1
+    assert (result.output / "manifest.json").is_file()

@@ -5,6 +5,7 @@ mbpp-train task: sampled, sandboxed, scored); the candidates that pass their tes
 prompt/completion rows (deduplicated) that the student is fine-tuned on. Works across
 tokenizers, since only text passes between the models. The teacher's eval is kept next to
 the output (OUTPUT-teacher-data/) and reused when run again with the same settings.
+Other data (no tests to run) goes through textdata.py: every distinct answer is kept.
 """
 
 from __future__ import annotations
@@ -86,10 +87,9 @@ def teacher_data(
     from honed.evaluate.run import evaluate
 
     if cfg.data not in CODE_DATA:
-        raise HonedError(
-            f"sequence mode writes code for MBPP's train split (--data mbpp); '{cfg.data}' "
-            "has no tests to filter the teacher's answers with"
-        )
+        from honed.distill.textdata import text_teacher_data
+
+        return text_teacher_data(cfg, output, backend)
     where = output.with_name(output.name + "-teacher-data")
     ecfg = eval_config(cfg, where)
     reused = reusable(where, ecfg)

@@ -1,0 +1,119 @@
+"""Sequence mode on data without tests: the teacher answers each training prompt.
+
+Any prompt/answer dataset the fine-tune stage reads (a jsonl/json file, canard, an HF
+dataset) works: the teacher answers each train-split prompt `candidates` times (in its chat
+template when it has one, else the task template, cut at the template's next row), and
+every distinct, non-empty answer becomes a prompt/completion row for the student. There is
+no test to filter on, so nothing else is dropped; the reference answers are not used. The
+rows and the settings that made them are kept in OUTPUT-teacher-data/ and reused when run
+again with the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from honed.config import DistillConfig, RuntimeConfig
+from honed.data.format import detect_fields
+from honed.data.sources import BadRows, load_splits
+from honed.errors import HonedError
+from honed.runtime.base import Backend, GenerationParams
+
+
+def train_prompts(cfg: DistillConfig) -> list[str]:
+    """The prompts of the data's train split (at most max_samples)."""
+    assert cfg.data is not None
+    bad = BadRows(cfg.skip_bad_rows)
+    rows = load_splits(cfg.data, bad).get("train") or []
+    if not rows:
+        raise HonedError(f"data '{cfg.data}' has no training rows: check the data")
+    try:
+        key, _ = detect_fields(rows[0], cfg.prompt_field, cfg.completion_field)
+    except HonedError as err:
+        raise HonedError(f"sequence mode needs prompts for the teacher to answer: {err}") from None
+    prompts = []
+    for row in rows:
+        prompt = row.get(key)
+        if not isinstance(prompt, str) or not prompt.strip():
+            bad.report(str(row.get("_where", cfg.data)), f"'{key}' is not a non-empty string")
+            continue
+        prompts.append(prompt)
+    return prompts[: cfg.max_samples] if cfg.max_samples else prompts
+
+
+def settings(cfg: DistillConfig, prompts: list[str]) -> dict[str, Any]:
+    """What the teacher's answers depend on (a rerun with the same reuses them)."""
+    return {
+        "teacher": cfg.teacher,
+        "data": cfg.data,
+        "prompts": len(prompts),
+        "candidates": cfg.candidates,
+        "temperature": cfg.teacher_temperature,
+        "max_new_tokens": cfg.teacher_max_new_tokens,
+        "seed": cfg.seed,
+    }
+
+
+def render(backend: Backend, prompts: list[str]) -> tuple[list[str], tuple[str, ...]]:
+    """Prompts as the teacher reads them, and where its answer stops."""
+    from honed.evaluate.tasks import template_prefix, text_stops
+
+    if backend.has_chat_template:
+        return [backend.chat_prompt([{"role": "user", "content": p}]) for p in prompts], ()
+    prefix = template_prefix("task")
+    return [prefix.format(prompt=p) for p in prompts], text_stops(prefix)
+
+
+def answers(cfg: DistillConfig, backend: Backend, prompts: list[str]) -> tuple[list, dict]:
+    """Distinct non-empty teacher answers as rows, and the counts."""
+    from honed.evaluate.run import GenStats, generate_in_batches
+
+    rendered, stops = render(backend, prompts)
+    rows, seen, stats = [], set(), GenStats()
+    for sample in range(cfg.candidates):
+        params = GenerationParams(
+            max_new_tokens=cfg.teacher_max_new_tokens,
+            temperature=cfg.teacher_temperature,
+            seed=cfg.seed + sample,
+            stop=stops,
+        )
+        label = f"teacher: answer {sample + 1}/{cfg.candidates}"
+        for i, text, _ in generate_in_batches(backend, rendered, params, 8, stats, label):
+            if text.strip() and (i, text.strip()) not in seen:
+                seen.add((i, text.strip()))
+                rows.append({"prompt": prompts[i], "completion": text.strip()})
+    counts = {"candidates": len(prompts) * cfg.candidates, "kept": len(rows)}
+    return rows, {**counts, "prompts_covered": len({i for i, _ in seen}), **stats.as_dict()}
+
+
+def text_teacher_data(
+    cfg: DistillConfig, output: Path, backend: Backend | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Write the teacher's answers as a jsonl; returns its path and the counts."""
+    from honed.runtime.configured import load_configured
+
+    prompts = train_prompts(cfg)
+    where = output.with_name(output.name + "-teacher-data")
+    path, meta = where / "train.jsonl", where / "made.json"
+    wanted = settings(cfg, prompts)
+    if path.is_file() and meta.is_file():
+        made = json.loads(meta.read_text())
+        if made.get("settings") == wanted:
+            return path, {**made["counts"], "reused": True, "rows": str(path)}
+    owned = backend is None
+    if backend is None:
+        rc = RuntimeConfig(model=cfg.teacher, backend=cfg.teacher_backend, threads=cfg.threads)
+        backend = load_configured(rc)
+    try:
+        rows, counts = answers(cfg, backend, prompts)
+    finally:
+        if owned:
+            backend.close()
+    if not rows:
+        raise HonedError("the teacher wrote only empty answers: check --teacher and its template")
+    where.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    meta.write_text(json.dumps({"settings": wanted, "counts": counts}, indent=2))
+    return path, {**counts, "reused": False, "rows": str(path)}
