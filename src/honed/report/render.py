@@ -116,15 +116,15 @@ def loss_curves(rows: list[Row], out: Path) -> dict[str, bytes]:
     return curves
 
 
-def markdown(rows: list[Row], images: dict[str, bytes], title: str) -> str:
+def markdown(rows: list[Row], images: dict[str, bytes], title: str, sections: str = "") -> str:
     lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
-    lines.append("")
+    lines += ["", sections] if sections else [""]
     lines += [f"![{name}]({name})\n" for name in images]
     return "\n".join(lines)
 
 
-def html_page(rows: list[Row], images: dict[str, bytes], title: str) -> str:
+def html_page(rows: list[Row], images: dict[str, bytes], title: str, sections: str = "") -> str:
     """One self-contained page: inline CSS, the table, plots as data URIs."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = "".join(
@@ -150,6 +150,7 @@ img {{ max-width: 720px; border: 1px solid #eee; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1>
 <table id="variants"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{sections}
 <section id="plots">{figures}</section>
 </body></html>
 """

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from honed.config import ReportConfig
 from honed.errors import HonedError
+from honed.report import distill
 from honed.report.collect import collect
 from honed.report.render import build_rows, html_page, loss_curves, markdown, quality_plot
 
@@ -30,7 +31,7 @@ def report(cfg: ReportConfig) -> Path:
     for name, data in images.items():
         (out / name).write_bytes(data)
     images |= {f"loss-{k}.png": v for k, v in loss_curves(rows, out).items()}
-    (out / "report.md").write_text(markdown(rows, images, cfg.title))
+    (out / "report.md").write_text(markdown(rows, images, cfg.title, distill.markdown(variants)))
     page = out / "report.html"
-    page.write_text(html_page(rows, images, cfg.title))
+    page.write_text(html_page(rows, images, cfg.title, distill.html_section(variants)))
     return page

@@ -43,3 +43,40 @@ def test_report_bad_input(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(HonedError, match="no artifacts, eval summaries or bench results"):
         report(ReportConfig(dirs=[str(tmp_path / "empty")], output=tmp_path / "r"))
+
+
+def test_report_puts_teacher_and_student_before_and_after_side_by_side(tmp_path: Path):
+    import json
+
+    runs = tmp_path / "runs"
+    after = runs / "student"
+    after.mkdir(parents=True)
+    record = {"teacher": {"ref": "big-teacher"}, "student_init": {"ref": "small-student"}}
+    manifest = {"honed_manifest": 1, "kind": "adapter", "stage": "distill", "distill": record,
+                "parent": {"ref": "small-student"}, "files": {}}  # fmt: skip
+    (after / "manifest.json").write_text(json.dumps(manifest))
+    export = runs / "student-q8"
+    export.mkdir()
+    parent = {"ref": str(after), "path": str(after)}
+    (export / "manifest.json").write_text(json.dumps(
+        {"honed_manifest": 1, "kind": "quantized", "parent": parent,
+         "config": {"method": "gguf-q8_0"}, "files": {}}))  # fmt: skip
+    results = [("big-teacher", 0.6, 10.0, 1500e6), ("small-student", 0.3, 30.0, 500e6),
+               (str(export), 0.45, 31.0, 500e6)]  # fmt: skip
+    for n, (model, score, _, _) in enumerate(results):
+        (runs / f"e{n}").mkdir()
+        (runs / f"e{n}" / "summary.json").write_text(
+            json.dumps({"task": "mbpp", "model": model, "pass@k": {"pass@1": score}})
+        )
+    rows = [{"model": m, "parameters": p, "size_bytes": p, "latency_s": {"median": 60 / s},
+             "decode_tok_s": {"median": s}} for m, _, s, p in results]  # fmt: skip
+    (runs / "bench").mkdir()
+    (runs / "bench" / "bench.json").write_text(json.dumps({"results": rows}))
+    page = report(ReportConfig(dirs=[str(runs)], output=tmp_path / "report"))
+    section = (tmp_path / "report" / "report.md").read_text().split("## Distillation: ")[1]
+    teacher, before, student = [r for r in section.splitlines() if r.startswith("| ")][1:]
+    assert "| teacher | big-teacher | 1500.0 |" in teacher and "0.6000 (pass@1 mbpp)" in teacher
+    assert "| student before | small-student | 500.0 |" in before and "3.00x" in before
+    assert "student (measured as student-q8)" in student and "0.4500" in student
+    assert "3.10x" in student
+    assert '<table class="distill">' in page.read_text()
