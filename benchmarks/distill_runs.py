@@ -66,6 +66,8 @@ def training_args(args: argparse.Namespace) -> list[str]:
         str(args.batch_size),
         "--max-length",
         "512",
+        "--max-eval-samples",
+        str(args.eval_rows),
         "--overwrite",
         "--samples",
         "0",
@@ -82,10 +84,13 @@ def main() -> None:
     parser.add_argument("--method", default=None, help="default: lora (logits), full (sequence)")
     parser.add_argument("--candidates", type=int, default=2, help="sequence mode: per prompt")
     parser.add_argument("--limit", type=int, default=100, help="MBPP test problems scored")
+    parser.add_argument("--eval-rows", type=int, default=16, help="validation rows (eval loss)")
+    parser.add_argument("--work", type=Path, default=WORK, help="where every step's output goes")
+    parser.add_argument("--bench-prompts", type=int, default=8, help="bench: prompts, 2 runs")
     args = parser.parse_args()
     args.method = args.method or ("lora" if args.mode == "logits" else "full")
     teacher, student = PAIRS[args.mode]
-    w, times = WORK / args.mode, {}
+    w, times = args.work / args.mode, {}
     plain = step(
         "plain fine-tune",
         w / "plain",
@@ -155,11 +160,18 @@ def main() -> None:
         bench,
         "bench",
         *models.values(),
+        "--n-prompts",
+        str(args.bench_prompts),
+        "--runs",
+        "2",
+        "--max-new-tokens",
+        "64",
         "--output",
         str(bench),
         "--overwrite",
         times=times,
     )
+    honed("report", str(w), "--output", str(w / "report"), "--title", f"distill ({args.mode})")
     rows = {r["model"]: r for r in json.loads((bench / "bench.json").read_text())["results"]}
     record = {
         "benchmark": "distill_runs",
@@ -168,7 +180,7 @@ def main() -> None:
         "student": student,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": vars(args),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "pass@1": scores,
         "wall_s": times,
         "bench": {
@@ -179,7 +191,8 @@ def main() -> None:
     print(json.dumps(record, indent=2))
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"distill_{args.mode}.json").write_text(json.dumps(record, indent=2))
-    replace_section(f"## Distillation ({args.mode} mode)", markdown(record))
+    if args.work == WORK:  # a trial elsewhere does not touch RESULTS.md
+        replace_section(f"## Distillation ({args.mode} mode)", markdown(record))
 
 
 def markdown(record: dict) -> str:

@@ -38,7 +38,10 @@ class Variant:
     def method(self) -> str:
         m = self.manifest or {}
         config = m.get("config") or {}
-        return str(config.get("method") or m.get("stage") or ("base" if not m else m.get("kind")))
+        method = str(config.get("method") or m.get("stage") or ("base" if not m else m.get("kind")))
+        if m.get("stage") == "distill":
+            return f"distill {(m.get('distill') or {}).get('mode', '')} ({method})"
+        return method
 
     def quality(self) -> tuple[str, float] | None:
         """The headline quality number: pass@1, else the first text metric."""
