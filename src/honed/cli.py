@@ -137,18 +137,23 @@ def run_training(stage: Callable[[Any], Any], cfg: Any) -> None:
         show_finetune(result.output, result.manifest)
 
 
+def _eval_span(metrics: dict[str, Any]) -> str:
+    """Validation loss before -> after, or why there is none."""
+    if "eval_loss_before" not in metrics:
+        return "- (no validation rows: --val-fraction or --eval-data)"
+    return (
+        f"{metrics['eval_loss_before']:.4f} -> {metrics.get('eval_loss_after', float('nan')):.4f}"
+    )
+
+
 def show_finetune(path: Path, manifest: dict[str, Any]) -> None:
     """A short table of what the run made."""
     metrics = manifest.get("metrics", {})
-    table = Table(title=f"honed finetune: {path}", show_header=False)
+    table = Table(title=f"honed {manifest.get('stage', 'finetune')}: {path}", show_header=False)
     rows = [
         ("artifact", f"{manifest['kind']} ({manifest['format']})"),
         ("steps", str(metrics.get("steps"))),
-        (
-            "eval loss",
-            f"{metrics.get('eval_loss_before', float('nan')):.4f} -> "
-            f"{metrics.get('eval_loss_after', float('nan')):.4f}",
-        ),
+        ("eval loss", _eval_span(metrics)),
         ("train time", f"{metrics.get('train_runtime_s')} s"),
         ("files", ", ".join(sorted(p.name for p in path.iterdir()))),
     ]
