@@ -5,15 +5,16 @@ Pairs (issue 6):
 - logits: Qwen2.5-Coder-1.5B-Instruct -> Qwen2.5-Coder-0.5B-Instruct (shared tokenizer);
 - sequence: Qwen2.5-Coder-0.5B-Instruct -> SmolLM2-135M-Instruct (teacher answers MBPP
   train, the passing ones are the student's data).
-Every model is scored on MBPP test (pass@1, greedy, base prompting through the student's
-training template) through llama.cpp: trained students are exported to GGUF Q8_0 first, the
-shared models are used as their GGUF files. The plain fine-tune uses the same data, steps
-and learning rate as the distillation, so "gap closed" = (distilled - plain) / (teacher -
-plain). Each step's output is kept under runs/distill-bench/ and reused when run again, so
-the script can be stopped and resumed; wall times of every step are recorded.
+Every model is scored on MBPP test (pass@1, greedy, chat prompting: each model through its
+own chat template, the format the students are trained in) through llama.cpp: trained
+students are exported to GGUF Q8_0 first, the shared models are used as their GGUF files.
+The plain fine-tune uses the same rows, steps and learning rate as the distillation, so
+"gap closed" = (distilled - plain) / (teacher - plain). Each step's output is kept under
+runs/distill-bench/ and reused when run again, so the script can be stopped and resumed;
+wall times of every step are recorded.
 
-    .venv/bin/python benchmarks/distill_runs.py logits [--max-samples 96 --max-steps 24]
-    .venv/bin/python benchmarks/distill_runs.py sequence
+    .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
+    .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def main() -> None:
             "--task",
             "mbpp",
             "--prompting",
-            "base",
+            "chat",
             "--output",
             str(out),
             "--overwrite",
