@@ -217,6 +217,12 @@ class EchoTeacher(ScriptedTeacher):
         ]
 
 
+def text_sequence(tmp_path: Path, model: Path, data: Path, **values) -> DistillConfig:
+    """Sequence mode on the arithmetic jsonl, the tiny model as teacher and student."""
+    base = dict(mode="sequence", student=str(model), val_fraction=0.0)
+    return config(tmp_path, model, data, **{**base, **values})
+
+
 def test_sequence_mode_on_text_data_keeps_distinct_teacher_answers(
     tiny_causal, arith_data, tmp_path, monkeypatch
 ):
@@ -224,16 +230,8 @@ def test_sequence_mode_on_text_data_keeps_distinct_teacher_answers(
 
     teacher = EchoTeacher()
     monkeypatch.setattr(configured, "load_configured", lambda cfg, batch_size=None: teacher)
-    cfg = config(
-        tmp_path,
-        tiny_causal,
-        arith_data,
-        mode="sequence",
-        student=str(tiny_causal),
-        max_samples=10,
-        candidates=3,
-        max_steps=2,
-        val_fraction=0.0,
+    cfg = text_sequence(
+        tmp_path, tiny_causal, arith_data, max_samples=10, candidates=3, max_steps=2
     )
     made = distill(cfg).manifest["distill"]["teacher_data"]
     assert made["candidates"] == 30 and made["kept"] == 20 and made["prompts_covered"] == 10
@@ -247,19 +245,10 @@ def test_sequence_mode_on_text_data_keeps_distinct_teacher_answers(
 
 
 def test_sequence_mode_with_a_real_tiny_teacher_on_text_data(tiny_causal, arith_data, tmp_path):
-    cfg = config(
-        tmp_path,
-        tiny_causal,
-        arith_data,
-        mode="sequence",
-        student=str(tiny_causal),
-        max_samples=4,
-        candidates=2,
-        teacher_max_new_tokens=8,
-        teacher_temperature=1.0,
-        max_steps=1,
-        val_fraction=0.0,
-    )
+    cfg = text_sequence(
+        tmp_path, tiny_causal, arith_data, max_samples=4, candidates=2, max_steps=1,
+        teacher_max_new_tokens=8, teacher_temperature=1.0,
+    )  # fmt: skip
     result = distill(cfg)
     assert result.manifest["distill"]["teacher_data"]["kept"] >= 1
     assert (result.output / "manifest.json").is_file()
