@@ -84,12 +84,17 @@ def tables(variants: dict[str, Variant]) -> list[list[list[str]]]:
     return out
 
 
+def title(rows: list[list[str]]) -> str:
+    """teacher -> student after (names as in the rows)."""
+    return f"{rows[0][1]} → {rows[2][1].split(' (measured as')[0]}"
+
+
 def markdown(variants: dict[str, Variant]) -> str:
     parts = []
     for rows in tables(variants):
         head = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines = ["| " + " | ".join(r) + " |" for r in rows]
-        parts += [f"## Distillation: {rows[2][1]}", "", *head, *lines, ""]
+        parts += [f"## Distillation: {title(rows)}", "", *head, *lines, ""]
     return "\n".join(parts)
 
 
@@ -101,7 +106,7 @@ def html_section(variants: dict[str, Variant]) -> str:
             "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
         )
         parts.append(
-            f"<h2>Distillation: {html.escape(rows[2][1])}</h2>"
+            f"<h2>Distillation: {html.escape(title(rows))}</h2>"
             f'<table class="distill"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
         )
     return "".join(parts)
