@@ -43,16 +43,26 @@ class Variant:
             return f"distill {(m.get('distill') or {}).get('mode', '')} ({method})"
         return method
 
-    def quality(self) -> tuple[str, float] | None:
-        """The headline quality number: pass@1, else the first text metric."""
+    def qualities(self) -> dict[str, float]:
+        """Headline numbers by label ("pass@1 TASK", else "METRIC TASK": a text task's first)."""
+        found: dict[str, float] = {}
         for summary in self.evals:
             if "pass@1" in summary.get("pass@k", {}):
-                return f"pass@1 {summary['task']}", float(summary["pass@k"]["pass@1"])
-        for summary in self.evals:
-            for name, value in (summary.get("metrics") or {}).items():
-                if isinstance(value, int | float):
-                    return f"{name} {summary['task']}", float(value)
-        return None
+                found.setdefault(f"pass@1 {summary['task']}", float(summary["pass@k"]["pass@1"]))
+                continue
+            metrics = summary.get("metrics") or {}
+            first = next(((k, v) for k, v in metrics.items() if isinstance(v, int | float)), None)
+            if first:
+                found.setdefault(f"{first[0]} {summary['task']}", float(first[1]))
+        return found
+
+    def quality(self, label: str | None = None) -> tuple[str, float] | None:
+        """The number under label, or (no label) the first pass@1, else the first metric."""
+        found = self.qualities()
+        if label is not None:
+            return (label, found[label]) if label in found else None
+        ranked = sorted(found, key=lambda k: not k.startswith("pass@1"))
+        return (ranked[0], found[ranked[0]]) if ranked else None
 
     def parameters(self) -> int | None:
         """Weights, as the bench counted them from the files' headers (else unknown)."""
@@ -115,6 +125,16 @@ def collect(dirs: list[Path]) -> dict[str, Variant]:
             for row in (_read(bench) or {}).get("results", []):
                 variant(str(row["model"])).bench = row
     return variants
+
+
+def headline(variants: dict[str, Variant]) -> str | None:
+    """The quality label most variants have (pass@1 first on ties): the one compared."""
+    from collections import Counter
+
+    counts = Counter(label for v in variants.values() for label in v.qualities())
+    if not counts:
+        return None
+    return max(counts, key=lambda k: (counts[k], k.startswith("pass@1"), k))
 
 
 def lineage_names(v: Variant) -> list[str]:

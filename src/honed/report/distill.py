@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from honed.report.collect import Variant, model_key
+from honed.report.collect import Variant, headline, model_key
 from honed.report.render import _fmt
 
 ROLES = ("teacher", "student before", "student after")
@@ -59,12 +59,12 @@ def _decode(v: Variant | None) -> float | None:
     return ((v.bench or {}).get("decode_tok_s") or {}).get("median") if v else None
 
 
-def cells(side: Side, teacher_speed: float | None) -> list[str]:
+def cells(side: Side, teacher_speed: float | None, label: str | None) -> list[str]:
     v = side.measured
     name = side.ref.rstrip("/").rsplit("/", 1)[-1]
     if v is not None and v.key != model_key(side.ref):
         name += f" (measured as {v.name})"
-    quality = v.quality() if v else None
+    quality = v.quality(label) if v else None
     params, size = (v.parameters(), v.size_bytes()) if v else (None, None)
     latency = ((v.bench or {}).get("latency_s") or {}).get("median") if v else None
     speed = _decode(v)
@@ -77,10 +77,10 @@ def cells(side: Side, teacher_speed: float | None) -> list[str]:
 
 def tables(variants: dict[str, Variant]) -> list[list[list[str]]]:
     """Each distillation as rows of cells."""
-    out = []
+    out, label = [], headline(variants)
     for sides in distillations(variants):
         speed = _decode(sides[0].measured)
-        out.append([cells(side, speed) for side in sides])
+        out.append([cells(side, speed, label) for side in sides])
     return out
 
 

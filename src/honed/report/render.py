@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from honed.report.collect import Variant, lineage_names  # noqa: E402
+from honed.report.collect import Variant, headline, lineage_names  # noqa: E402
 from honed.train.plots import plot_loss  # noqa: E402
 
 COLUMNS = ("variant", "lineage", "method", "parameters (M)", "size (MB)", "quality",
@@ -51,9 +51,9 @@ def _fmt(value: float | None, digits: int) -> str:
 
 def build_rows(variants: dict[str, Variant], max_drop: float) -> list[Row]:
     """Rows in a stable order, each flagged when it lost more than max_drop to its parent."""
-    rows = []
+    rows, label = [], headline(variants)
     for v in sorted(variants.values(), key=lambda v: (len(lineage_names(v)), v.name)):
-        quality, size = v.quality(), v.size_bytes()
+        quality, size = v.quality(label), v.size_bytes()
         latency = ((v.bench or {}).get("latency_s") or {}).get("median")
         rows.append(Row(v, quality, size / 1e6 if size else None, latency, ""))
     by_key = {r.variant.key: r for r in rows}
@@ -90,7 +90,7 @@ def quality_plot(rows: list[Row], attr: str, xlabel: str) -> bytes | None:
     ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="#dd8452",
             marker="o", label="Pareto front", zorder=2)  # fmt: skip
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(rows[0].quality[0] if rows[0].quality else "quality")
+    ax.set_ylabel(next((r.quality[0] for r in rows if r.quality), "quality"))
     ax.grid(alpha=0.3)
     ax.legend()
     return _png(fig)

@@ -68,6 +68,10 @@ def test_report_puts_teacher_and_student_before_and_after_side_by_side(tmp_path:
         (runs / f"e{n}" / "summary.json").write_text(
             json.dumps({"task": "mbpp", "model": model, "pass@k": {"pass@1": score}})
         )
+    (runs / "a-teacher-data").mkdir()  # the teacher's run on the train split is not compared
+    (runs / "a-teacher-data" / "summary.json").write_text(
+        json.dumps({"task": "mbpp-train", "model": "big-teacher", "pass@k": {"pass@1": 0.2}})
+    )
     rows = [{"model": m, "parameters": p, "size_bytes": p, "latency_s": {"median": 60 / s},
              "decode_tok_s": {"median": s}} for m, _, s, p in results]  # fmt: skip
     (runs / "bench").mkdir()
