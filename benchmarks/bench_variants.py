@@ -1,5 +1,5 @@
 """`honed bench` over SmolLM2-135M-Instruct and Qwen2.5-Coder-0.5B-Instruct in fp32, int8,
-ONNX int8, GGUF Q8_0 and Q4_K_M, with the share of the decode roofline each reaches.
+ONNX int8, GGUF F16, Q8_0 and Q4_K_M, with the share of the decode roofline each reaches.
 
 Variants come from `honed quantize` (runs/bench-quant/, made if missing, shared with
 quantize_speed.py); fp32 is the float copy they were made from. The table is honed bench's
@@ -24,7 +24,7 @@ from results_md import replace_section  # noqa: E402
 from honed.bench.table import markdown  # noqa: E402
 
 MODELS = ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct")
-VARIANTS = ("float", "int8", "onnx-int8", "gguf-q8_0", "gguf-q4_k_m")
+VARIANTS = ("float", "int8", "onnx-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m")
 OUT = Path("runs/bench-variants")
 HEADING = "## honed bench: every variant side by side"
 
@@ -84,8 +84,24 @@ def section(record: dict, table: str) -> str:
         if best
         else ""
     )
-    notes = "\n".join(bound_notes(record))
+    notes = "\n".join(f"- {n}" for n in [*fastest_notes(record), *bound_notes(record)])
     return f"{HEADING}\n\n{body}\n\n{verdict}\n\n{notes}\n"
+
+
+def fastest_notes(record: dict) -> list[str]:
+    """Per model: the fastest variant and the share of its own roofline it reaches."""
+    notes = []
+    for model in MODELS:
+        rows = [r for r in record["results"] if "error" not in r and model in r["model"].lower()]
+        rows = [r for r in rows if r["roofline"].get("share") is not None]
+        if rows:
+            top = max(rows, key=lambda r: r["decode_tok_s"]["median"])
+            notes.append(
+                f"{model}: fastest variant {Path(top['model']).name} at "
+                f"{top['decode_tok_s']['median']:.1f} tok/s, {top['roofline']['share']:.0%} of "
+                "its roofline."
+            )
+    return notes
 
 
 def bound_notes(record: dict) -> list[str]:

@@ -14,7 +14,8 @@ def replace_section(heading: str, section: str) -> None:
     start = text.find(heading)
     if start >= 0:
         end = text.find("\n## ", start + 3)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+        rest = text[end + 1 :] if end >= 0 else ""
+        text = text[:start] + section.rstrip("\n") + ("\n\n" + rest if rest else "\n")
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text)
