@@ -37,7 +37,6 @@ class KDSettings:
     top_k: int
     on_policy: float = 0.0
     on_policy_max_new_tokens: int = 128
-    seed: int = 0
 
 
 class Teacher:
