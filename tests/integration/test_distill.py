@@ -233,8 +233,10 @@ def test_sequence_mode_on_text_data_keeps_distinct_teacher_answers(
     cfg = text_sequence(
         tmp_path, tiny_causal, arith_data, max_samples=10, candidates=3, max_steps=2
     )
-    made = distill(cfg).manifest["distill"]["teacher_data"]
+    result = distill(cfg)
+    made = result.manifest["distill"]["teacher_data"]
     assert made["candidates"] == 30 and made["kept"] == 20 and made["prompts_covered"] == 10
+    assert result.manifest["data"]["train_rows"] == 20  # --max-samples chose the prompts only
     rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
     assert {r["completion"] for r in rows} == {"answer 0", "answer 1"}  # cut at the next row
     first = json.loads(arith_data.read_text().splitlines()[0])

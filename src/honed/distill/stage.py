@@ -189,4 +189,6 @@ def distill(cfg: DistillConfig) -> RunResult | None:
         return {"stage": "distill", "distill": {**record, "data_sha256": data_hash(data)}}
 
     ft = finetune_config(cfg, student, output, str(data_path))
+    # --max-samples chose the teacher's prompts; every kept answer to them is trained on
+    ft = ft.model_copy(update={"max_samples": None})
     return finetune(ft, hooks=StageHooks(manifest=manifest))
