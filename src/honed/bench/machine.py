@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,13 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def memory_bandwidth_gbs(threads: int, megabytes: int = 512, repeats: int = 5) -> float:
-    """Measured read bandwidth (GB/s): the best of `repeats` sums over a buffer far past cache.
+def memory_bandwidth(threads: int, megabytes: int = 1024, passes: int = 15) -> dict[str, float]:
+    """Measured read bandwidth (GB/s) of sums over a buffer far past cache: median, min, max.
 
     Decoding one token reads every weight once, so this read bandwidth, with the same thread
-    count as the runtime, is what bounds decode speed.
+    count as the runtime, is what bounds decode speed. The median of many passes is the
+    figure used: on a shared VM single passes swing by up to 2x (another tenant, the host),
+    and the best pass would set a bound a sustained decode never sees.
     """
     import torch
 
@@ -49,12 +52,13 @@ def memory_bandwidth_gbs(threads: int, megabytes: int = 512, repeats: int = 5) -
     try:
         buffer = torch.ones(megabytes * (1 << 20) // 4, dtype=torch.float32)
         buffer.sum()  # touch every page once
-        best = float("inf")
-        for _ in range(repeats):
+        rates = []
+        for _ in range(passes):
             start = time.perf_counter()
             buffer.sum()
-            best = min(best, time.perf_counter() - start)
-        return buffer.numel() * 4 / best / 1e9
+            rates.append(buffer.numel() * 4 / (time.perf_counter() - start) / 1e9)
+        return {"gbs": statistics.median(rates), "min": min(rates), "max": max(rates),
+                "passes": passes, "megabytes": megabytes}  # fmt: skip
     finally:
         torch.set_num_threads(before)
 

@@ -103,14 +103,15 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
         raise HonedError(f"'{out}' already holds a bench: pass --overwrite or choose --output")
     prompts = load_prompts(cfg)
     threads = cfg.threads or machine.usable_cores()
-    bandwidth = machine.memory_bandwidth_gbs(threads)
+    measured = machine.memory_bandwidth(threads)
+    bandwidth = measured["gbs"]
     rows = [measure_in_process(ref, cfg, prompts, bandwidth)
             for ref in track(cfg.models, "benchmarking models")]  # fmt: skip
     record = {
         "bench": 1,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["honed", *sys.argv[1:]]) if sys.argv else "",
-        "machine": {**machine.describe(threads), "bandwidth_gbs": bandwidth},
+        "machine": {**machine.describe(threads), "bandwidth_gbs": bandwidth, "bandwidth": measured},
         "versions": library_versions(("onnxruntime", "llama-cpp-python", "torchao")),
         "config": cfg.model_dump(mode="json"),
         "prompts": prompts,

@@ -33,6 +33,15 @@ def row(r: dict[str, Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _bandwidth(m: dict[str, Any]) -> str:
+    """The bandwidth figure with its spread, when the record has one."""
+    text = f"{m['bandwidth_gbs']:.1f} GB/s"
+    b = m.get("bandwidth")
+    if b:
+        text += f" (median of {b['passes']} passes, {b['min']:.1f} to {b['max']:.1f})"
+    return text
+
+
 def markdown(record: dict[str, Any]) -> str:
     """The whole bench.md."""
     m, cfg = record["machine"], record["config"]
@@ -40,7 +49,7 @@ def markdown(record: dict[str, Any]) -> str:
         f"# honed bench, {record['date']}",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} threads used, GPU: "
-        f"{m['gpu'] or 'none'}; measured read bandwidth {m['bandwidth_gbs']:.1f} GB/s.",
+        f"{m['gpu'] or 'none'}; measured read bandwidth {_bandwidth(m)}.",
         f"Command: `{record['command']}`",
         f"{len(record['prompts'])} prompts x {cfg['runs']} runs after {cfg['warmup']} warm-up, "
         f"greedy, at most {cfg['max_new_tokens']} new tokens; each model in its own process.",
