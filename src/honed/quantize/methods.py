@@ -1,7 +1,7 @@
 """Quantization methods by name: each writes one variant of a float model into a directory.
 
-- `int8`: torchao int8 weights (per channel), float activations: on a CPU, decode reads a
-  quarter of the bytes and runs faster than fp32 even in eager mode;
+- `int8`: torchao int8 weights (per channel), float activations; on a CPU honed runs these
+  linears through aten's fused int8 kernel (runtime/int8_cpu.py), a quarter of fp32's bytes;
 - `int8-dynamic`: torchao dynamic int8 activations and int8 weights (the successor of
   `torch.ao.quantization.quantize_dynamic`; slower than fp32 in eager mode on this CPU);
 - `int4-weight`: torchao int4 weights in groups (stored unpacked in int8, the format torchao

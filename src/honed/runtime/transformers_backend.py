@@ -22,6 +22,7 @@ from honed.models.load import load_model
 from honed.models.resolve import ModelSource
 from honed.runtime.base import Completion, GenerationParams, Usage, register
 from honed.runtime.hf_tokenizer import TokenizerMethods, context_size_of
+from honed.runtime.int8_cpu import pack_int8_linears
 from honed.runtime.text import (
     StopFilter,
     clean_stops,
@@ -248,6 +249,8 @@ def load_transformers(
     model = loaded.model
     if next(model.parameters()).device != target:
         model = model.to(target)
+    if target.type == "cpu":
+        pack_int8_linears(model)  # torchao int8 weights through aten's fused int8 kernel
     return TransformersBackend(
         model,
         loaded.tokenizer,
