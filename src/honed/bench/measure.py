@@ -78,9 +78,24 @@ def speeds(done: list[Completion]) -> dict[str, Any]:
     }
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory since it started its program.
+
+    /proc's VmHWM belongs to this program's address space. getrusage's ru_maxrss does not:
+    a child started by fork (or vfork) then exec starts from its parent's high-water mark,
+    so each model's row showed at least the bench parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
 def peak_memory() -> dict[str, float | None]:
     """Peak resident memory of this process, and peak CUDA memory when a GPU was used."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    rss = peak_rss_bytes()
     gpu = None
     if "torch" in sys.modules:
         import torch

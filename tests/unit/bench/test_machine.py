@@ -1,8 +1,12 @@
-"""The machine record: the bandwidth figure is a median with its spread."""
+"""The machine record: bandwidth (a median with its spread) and peak memory per process."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from honed.bench import machine
+from honed.bench.measure import peak_rss_bytes
 from honed.bench.table import _bandwidth
 
 
@@ -16,3 +20,12 @@ def test_bench_table_prints_the_spread():
     m = {"bandwidth_gbs": 31.04, "bandwidth": {"passes": 15, "min": 28.2, "max": 53.6}}
     assert _bandwidth(m) == "31.0 GB/s (median of 15 passes, 28.2 to 53.6)"
     assert _bandwidth({"bandwidth_gbs": 31.0}) == "31.0 GB/s"
+
+
+def test_a_child_reports_its_own_peak_memory_not_its_parents():
+    ballast = bytearray(b"\1") * (1536 << 20)  # 1.5 GiB resident in this (parent) process
+    code = "from honed.bench.measure import peak_rss_bytes; print(peak_rss_bytes())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    assert int(child.stdout.split()[-1]) < 1 << 30
+    assert peak_rss_bytes() > len(ballast)
