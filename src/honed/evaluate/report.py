@@ -138,6 +138,8 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     if "counts" in summary:
         rows.append(("results", ", ".join(f"{k} {v}" for k, v in summary["counts"].items())))
     rows += [(key, summary[key]) for key in ("problems", "rows") if key in summary]
+    if summary.get("prompts_failed"):
+        rows.append(("prompts refused (too long for the context)", summary["prompts_failed"]))
     for key in ("generation_s", "execution_s", "wall_s"):
         if summary.get(key) is not None:
             rows.append((key.replace("_s", " time (s)"), f"{summary[key]:.1f}"))

@@ -46,11 +46,13 @@ class GenStats:
     seconds: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompts_failed: int = 0
 
     def add(self, seconds: float, completions: list[Completion]) -> None:
         self.seconds += seconds
         self.prompt_tokens += sum(c.prompt_tokens for c in completions)
         self.completion_tokens += sum(c.completion_tokens for c in completions)
+        self.prompts_failed += sum(c.finish_reason == "error" for c in completions)
 
     def as_dict(self) -> dict[str, Any]:
         rate = self.completion_tokens / self.seconds if self.seconds else None
@@ -58,6 +60,7 @@ class GenStats:
             "generation_s": round(self.seconds, 3),
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "tokens_per_s": round(rate, 2) if rate else None,
+            "prompts_failed": self.prompts_failed,
         }
 
 
@@ -160,16 +163,34 @@ def generate_in_batches(
     """(index, text cut at the stops, completion) for each prompt, generated batch by batch."""
     from honed.runtime.text import truncate_at_stop
 
-    starts = range(0, len(prompts), batch_size)
+    starts, refused = range(0, len(prompts), batch_size), []
     for start in track(starts, label, total=len(starts)):
         batch = prompts[start : start + batch_size]
         began = time.monotonic()
-        completions = backend.generate(batch, params)
+        completions = generate_or_fail(backend, batch, params)
         stats.add(time.monotonic() - began, completions)
         if len(completions) != len(batch):
             raise RuntimeError(f"backend returned {len(completions)} of {len(batch)} completions")
+        refused += [c.extra["error"] for c in completions if c.finish_reason == "error"]
+        if len(refused) == len(prompts):  # nothing generated at all: a setting, not a prompt
+            raise HonedError(f"the model refused every prompt: {refused[0]}")
         for offset, completion in enumerate(completions):
             yield start + offset, truncate_at_stop(completion.text, params.stop)[0], completion
+
+
+def generate_or_fail(
+    backend: Backend, batch: list[str], params: GenerationParams
+) -> list[Completion]:
+    """The batch's completions. A prompt the model refuses (longer than its context) does not
+    abort the eval: the batch is retried prompt by prompt, and each refused prompt becomes an
+    empty completion with finish_reason "error" and the reason, which fails its problem."""
+    try:
+        return backend.generate(batch, params)
+    except HonedError as error:
+        if len(batch) > 1:
+            return [c for prompt in batch for c in generate_or_fail(backend, [prompt], params)]
+        log.warning("prompt skipped: %s", error)
+        return [Completion("", 0, 0, 0.0, 0.0, finish_reason="error", extra={"error": str(error)})]
 
 
 def plan_code(cfg: EvalConfig) -> CodePlan:
@@ -219,6 +240,7 @@ def generate_code(cfg: EvalConfig, plan: CodePlan, backend: Backend, scorer: Sco
                 "prompt": prompts[index],
                 "completion": text,
                 "finish_reason": completion.finish_reason,
+                **({"error": completion.extra["error"]} if "error" in completion.extra else {}),
             }
             scorer.add(row, tasks.program_for(task, problem, text, prompting))
     return prompting, {**stats.as_dict(), "stop": list(stops)}

@@ -285,3 +285,35 @@ def test_text_samples_are_rescored(tmp_path):
     samples.write_text(json.dumps({"completion": "x"}) + "\n")
     with pytest.raises(HonedError, match="line 1: a text-task sample needs 'completion' and"):
         evaluate(EvalConfig(task="text:quotes", samples=samples, output=tmp_path / "p"))
+
+
+class RefusingBackend(FakeBackend):
+    """Refuses (as a backend does for a prompt over its context) prompts of chosen problems."""
+
+    def __init__(self, answer: Callable, refuse: set[int]):
+        super().__init__(answer)
+        problems = HUMANEVAL.load()
+        self.refused = {problems[i].prompt.strip() for i in refuse}
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        if any(r in p for p in prompts for r in self.refused):
+            raise HonedError("prompt has 5000 tokens but the context holds 4096: shorten it")
+        return super().generate(prompts, params)
+
+
+def test_a_prompt_over_the_context_fails_its_problem_not_the_eval(tmp_path):
+    backend = RefusingBackend(humaneval_answers({0, 1, 3}), refuse={1})
+    summary = evaluate(cfg(tmp_path, limit=4, batch_size=4), backend)
+    assert summary["pass@k"] == {"pass@1": 0.5} and summary["prompts_failed"] == 1
+    rows = [json.loads(x) for x in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    refused = next(r for r in rows if r["task_id"] == HUMANEVAL.load()[1].task_id)
+    assert refused["finish_reason"] == "error" and "context holds 4096" in refused["error"]
+    assert refused["result"] != "passed"
+    assert "prompts refused" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_every_prompt_refused_is_one_error_and_nothing_written(tmp_path):
+    backend = RefusingBackend(humaneval_answers(set()), refuse={0, 1})
+    with pytest.raises(HonedError, match="refused every prompt: prompt has 5000 tokens"):
+        evaluate(cfg(tmp_path, limit=2, batch_size=2), backend)
+    assert not (tmp_path / "out").exists()
