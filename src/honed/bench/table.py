@@ -38,7 +38,10 @@ def _bandwidth(m: dict[str, Any]) -> str:
     text = f"{m['bandwidth_gbs']:.1f} GB/s"
     b = m.get("bandwidth")
     if b:
-        text += f" (median of {b['passes']} passes, {b['min']:.1f} to {b['max']:.1f})"
+        kernels = " and ".join(b.get("kernels", {})) or "read"
+        text += (
+            f" (median of {kernels} passes, {b['passes']} in all, {b['min']:.1f} to {b['max']:.1f})"
+        )
     return text
 
 
