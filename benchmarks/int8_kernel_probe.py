@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -35,11 +36,12 @@ def main() -> None:
         scale = w.abs().amax(1) / 127
         q = (w / scale[:, None]).round().to(torch.int8).contiguous()
         xb, sb, wb = x.bfloat16(), scale.bfloat16(), w.bfloat16()
+        int8pack = torch.ops.aten._weight_int8pack_mm
         cells = [
-            ms(lambda: torch.nn.functional.linear(x, w)),
-            ms(lambda: torch.ops.aten._weight_int8pack_mm(x, q, scale)),
-            ms(lambda: torch.ops.aten._weight_int8pack_mm(xb, q, sb)),
-            ms(lambda: torch.nn.functional.linear(xb, wb)),
+            ms(partial(torch.nn.functional.linear, x, w)),
+            ms(partial(int8pack, x, q, scale)),
+            ms(partial(int8pack, xb, q, sb)),
+            ms(partial(torch.nn.functional.linear, xb, wb)),
         ]
         print(f"| {n} x {k} | " + " | ".join(f"{c:.3f} ms" for c in cells) + " |")
 
