@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,7 +69,24 @@ def score(model: str, variant: str, prompting: str) -> dict:
         "wall_s": done["wall_s"],
         "tokens_per_s": done["tokens_per_s"],
         "output": str(out),
+        "solved": sorted(solved_problems(out / "samples.jsonl")),
     }
+
+
+def solved_problems(samples: Path) -> set[str]:
+    """Task ids whose greedy sample passed."""
+    rows = (json.loads(line) for line in samples.read_text().splitlines() if line.strip())
+    return {r["task_id"] for r in rows if r["result"] == "passed"}
+
+
+def paired(base: dict, other: dict) -> tuple[int, int, float]:
+    """Problems the float model solved and the variant lost, the reverse, and the two-sided
+    exact McNemar p-value of that split (how likely a split this uneven is by chance)."""
+    lost = len(set(base["solved"]) - set(other["solved"]))
+    gained = len(set(other["solved"]) - set(base["solved"]))
+    n, k = lost + gained, min(lost, gained)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
+    return lost, gained, min(1.0, 2 * tail)
 
 
 def main() -> None:
@@ -101,17 +119,23 @@ def markdown(record: dict) -> str:
     results = record["results"]
     base = results.get("float")
     rows = [
-        "| variant | backend | pass@1 | passed | change vs float (points) | target | met |",
-        "|---" * 7 + "|",
+        "| variant | backend | pass@1 | passed | change vs float (points) | lost / gained "
+        "| McNemar p | target | met |",
+        "|---" * 9 + "|",
     ]
     for name, r in results.items():
         drop = (r["pass@1"] - base["pass@1"]) * 100 if base else None
         target = TARGETS.get(name)
         met = "" if drop is None or target is None else ("yes" if -drop <= target * 100 else "no")
         change = "" if drop is None or name == "float" else f"{drop:+.1f}"
+        flips = " | "
+        if base and name != "float":
+            lost, gained, p = paired(base, r)
+            flips = f"{lost} / {gained} | {p:.2f}"
         rows.append(
             f"| {name} | {r['backend']} | {r['pass@1']:.4f} | {r['passed']}/{r['problems']} "
-            f"| {change} | {'' if target is None else f'within {target * 100:.0f}'} | {met} |"
+            f"| {change} | {flips} | {'' if target is None else f'within {target * 100:.0f}'} "
+            f"| {met} |"
         )
     return "\n".join(
         [
@@ -120,6 +144,9 @@ def markdown(record: dict) -> str:
             f"Measured {record['date']} on {record['machine']['cpu']}; `{record['command']}`.",
             f"Full HumanEval (164), greedy, {record['prompting']} prompting, 512 new tokens at "
             "most, sandboxed; the float row is the fp32 PyTorch model the variants were made from.",
+            "Lost / gained: problems the float model solved that the variant does not, and the "
+            "reverse; McNemar p: the exact two-sided probability of a split at least this "
+            "uneven if the variant were as good as the float model (small p: a real drop).",
             "",
             *rows,
             "",

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from honed.artifacts import read_manifest
@@ -61,6 +62,21 @@ def test_causal_methods_make_checked_loadable_artifacts(tiny_causal, tmp_path, m
     assert checks["kl"]["mean_kl"] >= 0 and checks["size_bytes"]["export"] > 0
     assert read_manifest(tmp_path / method)["checks"] == checks
     assert_loads_and_generates(tmp_path / method, backend)
+
+
+def test_int8_runs_the_fused_kernel_unless_fp32_is_asked_for(tiny_causal, tmp_path):
+    from honed.runtime.int8_cpu import Int8PackedLinear, fast_compute_dtype
+
+    run(tiny_causal, "int8", tmp_path / "q", check=False)
+    kinds = {}
+    for dtype in ("auto", "fp32"):
+        loaded = load_backend(str(tmp_path / "q"), dtype=dtype)
+        try:
+            modules = loaded.model.modules()  # type: ignore[attr-defined]
+            kinds[dtype] = any(isinstance(m, Int8PackedLinear) for m in modules)
+        finally:
+            loaded.close()
+    assert kinds == {"auto": fast_compute_dtype() == torch.bfloat16, "fp32": False}
 
 
 def test_float_onnx_matches_its_source_exactly(tiny_causal, tmp_path):

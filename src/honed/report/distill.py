@@ -12,7 +12,7 @@ import html
 from dataclasses import dataclass
 
 from honed.report.collect import Variant, headline, model_key
-from honed.report.render import _fmt
+from honed.report.render import fmt_number
 
 ROLES = ("teacher", "student before", "student after")
 COLUMNS = ("role", "model", "parameters (M)", "size (MB)", "quality", "latency median (s)",
@@ -69,10 +69,10 @@ def cells(side: Side, teacher_speed: float | None, label: str | None) -> list[st
     latency = ((v.bench or {}).get("latency_s") or {}).get("median") if v else None
     speed = _decode(v)
     ratio = speed / teacher_speed if speed and teacher_speed else None
-    return [side.role, name, _fmt(params / 1e6 if params else None, 1),
-            _fmt(size / 1e6 if size else None, 0),
-            f"{quality[1]:.4f} ({quality[0]})" if quality else "-", _fmt(latency, 3),
-            _fmt(speed, 1), _fmt(ratio, 2) + ("x" if ratio else "")]  # fmt: skip
+    return [side.role, name, fmt_number(params / 1e6 if params else None, 1),
+            fmt_number(size / 1e6 if size else None, 0),
+            f"{quality[1]:.4f} ({quality[0]})" if quality else "-", fmt_number(latency, 3),
+            fmt_number(speed, 1), fmt_number(ratio, 2) + ("x" if ratio else "")]  # fmt: skip
 
 
 def tables(variants: dict[str, Variant]) -> list[list[list[str]]]:

@@ -38,14 +38,17 @@ class Row:
         q = f"{self.quality[1]:.4f} ({self.quality[0]})" if self.quality else "-"
         return [
             self.variant.name, " → ".join(lineage_names(self.variant)), self.variant.method,
-            _fmt(self.variant.parameters() / 1e6 if self.variant.parameters() else None, 1),
-            _fmt(self.size_mb, 0), q, _fmt(lat.get("median"), 3), _fmt(lat.get("p95"), 3),
-            _fmt((b.get("decode_tok_s") or {}).get("median"), 1), _fmt(b.get("peak_rss_mb"), 0),
+            fmt_number(self.variant.parameters() / 1e6 if self.variant.parameters() else None, 1),
+            fmt_number(self.size_mb, 0), q,
+            fmt_number(lat.get("median"), 3), fmt_number(lat.get("p95"), 3),
+            fmt_number((b.get("decode_tok_s") or {}).get("median"), 1),
+            fmt_number(b.get("peak_rss_mb"), 0),
             self.flag or ("failed: " + b["error"] if "error" in b else ""),
         ]  # fmt: skip
 
 
-def _fmt(value: float | None, digits: int) -> str:
+def fmt_number(value: float | None, digits: int) -> str:
+    """A number with fixed digits for a table cell; "-" when missing."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 

@@ -22,7 +22,7 @@ from honed.models.load import load_model
 from honed.models.resolve import ModelSource
 from honed.runtime.base import Completion, GenerationParams, Usage, register
 from honed.runtime.hf_tokenizer import TokenizerMethods, context_size_of
-from honed.runtime.int8_cpu import pack_int8_linears
+from honed.runtime.int8_cpu import fast_compute_dtype, pack_int8_linears
 from honed.runtime.text import (
     StopFilter,
     clean_stops,
@@ -236,11 +236,18 @@ def load_transformers(
     trust_remote_code: bool = False,
     batch_size: int = 8,
 ) -> TransformersBackend:
-    """Load a model source for torch generation (dtype: auto, fp32, bf16, fp16)."""
+    """Load a model source for torch generation (dtype: auto, fp32, bf16, fp16).
+
+    On a CPU, torchao int8 weight-only linears run through aten's fused int8 kernel with
+    bf16 activations where the CPU has native bf16, unless fp32 is asked for explicitly:
+    dtype fp32 (and a CPU without bf16) keeps torchao's own fp32 path, slower and
+    numerically the reference.
+    """
     target = pick_device(device)
     dtype = DTYPE_ALIASES.get(dtype, dtype)
     if dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise HonedError(f"unknown dtype '{dtype}': use auto, fp32, bf16 or fp16")
+    exact_fp32 = dtype == "float32"
     if dtype == "auto" and target.type == "cpu":
         dtype = "float32"
     loaded = load_model(
@@ -249,7 +256,7 @@ def load_transformers(
     model = loaded.model
     if next(model.parameters()).device != target:
         model = model.to(target)
-    if target.type == "cpu":
+    if target.type == "cpu" and not exact_fp32 and fast_compute_dtype() == torch.bfloat16:
         pack_int8_linears(model)  # torchao int8 weights through aten's fused int8 kernel
     return TransformersBackend(
         model,
