@@ -8,7 +8,11 @@ and resumed. The float model is the fp32 PyTorch copy honed quantizes from (for 
 GGUF models: their weights dequantized to float).
 
     .venv/bin/python benchmarks/quantize_quality.py --model qwen2.5-coder-0.5b-instruct \
-        --prompting base --variants float int8 gguf-q8_0 gguf-q4_k_m
+        --prompting base --variants float int8 int8@fp32 gguf-q8_0 gguf-q4_k_m
+
+A variant named NAME@fp32 is NAME's artifact loaded with dtype fp32: for int8, torchao's
+exact fp32 path instead of the fused kernel with bf16 activations that honed uses on a CPU
+with native bf16.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from honed.bench.machine import cpu_name  # noqa: E402
 
 OUT = Path("runs/quality")
 TARGETS = {"int8": 0.01, "gguf-q8_0": 0.01, "gguf-q4_k_m": 0.03}  # the issue's allowed drop
+FP32 = "@fp32"
 
 
 def variant_ref(model: str, variant: str) -> str:
@@ -38,7 +43,7 @@ def variant_ref(model: str, variant: str) -> str:
         from honed.quantize.source import prepare_source
 
         return str(prepare_source(model, WORK).float_dir)
-    return str(make_variant(model, variant, model)[0])
+    return str(make_variant(model, variant.removesuffix(FP32), model)[0])
 
 
 def score(model: str, variant: str, prompting: str) -> dict:
@@ -57,7 +62,7 @@ def score(model: str, variant: str, prompting: str) -> dict:
             prompting=prompting,
             output=out,
             overwrite=True,
-            dtype="float32" if variant == "float" else "auto",
+            dtype="float32" if variant == "float" or variant.endswith(FP32) else "auto",
         )
         evaluate(cfg)
     done = json.loads(summary.read_text())
@@ -125,7 +130,7 @@ def markdown(record: dict) -> str:
     ]
     for name, r in results.items():
         drop = (r["pass@1"] - base["pass@1"]) * 100 if base else None
-        target = TARGETS.get(name)
+        target = TARGETS.get(name.removesuffix(FP32))
         met = "" if drop is None or target is None else ("yes" if -drop <= target * 100 else "no")
         change = "" if drop is None or name == "float" else f"{drop:+.1f}"
         flips = " | "
