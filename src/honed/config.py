@@ -231,7 +231,9 @@ class RuntimeConfig(StageConfig):
         None, ge=0, description="Context size for llama.cpp (default 4096; 0: the model's own)."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="transformers dtype: auto = bf16 on CUDA if supported, else float32."
+        "auto",
+        description="transformers dtype: auto = bf16 on CUDA if supported, else float32 "
+        "(float32 given explicitly also keeps torchao int8 linears exact, off the bf16 kernel).",
     )
     device: str | None = Field(
         None, description="transformers device (cpu, cuda, cuda:1; default: best)."
@@ -367,7 +369,9 @@ class BenchConfig(StageConfig):
         "auto", description="Runtime for every model (auto: by model format)."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="transformers dtype: auto = bf16 on CUDA if supported, else float32."
+        "auto",
+        description="transformers dtype: auto = bf16 on CUDA if supported, else float32 "
+        "(float32 given explicitly also keeps torchao int8 linears exact, off the bf16 kernel).",
     )
     output: Path = Field(Path("runs/bench"), description="Directory for bench.json and bench.md.")
     overwrite: bool = Field(False, description="Replace an existing bench directory.")
