@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
@@ -51,3 +53,38 @@ def test_only_complete_checkpoints_count(tmp_path):
             (ckpt / "trainer_state.json").write_text("{}")
     assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-5", "checkpoint-10"]
     assert latest_checkpoint(tmp_path).endswith("checkpoint-10")
+
+
+class _FakeTrainer:
+    def __init__(self, step: int, history: list[dict]) -> None:
+        from types import SimpleNamespace
+
+        self.state = SimpleNamespace(global_step=step, log_history=history)
+        self.evaluations = 0
+
+    def evaluate(self) -> dict:
+        self.evaluations += 1
+        return {"eval_loss": 9.0}
+
+
+def test_final_eval_loss_reuses_an_eval_logged_at_the_last_step():
+    from honed.train.finetune import final_eval_loss
+
+    done = _FakeTrainer(16, [{"step": 8, "eval_loss": 2.0}, {"step": 16, "eval_loss": 1.5},
+                             {"step": 16, "train_runtime": 3.0}])  # fmt: skip
+    assert final_eval_loss(done) == 1.5 and done.evaluations == 0
+    stale = _FakeTrainer(16, [{"step": 10, "eval_loss": 2.0}, {"step": 16, "loss": 1.0}])
+    assert final_eval_loss(stale) == 9.0 and stale.evaluations == 1
+
+
+def test_metrics_logger_skips_the_end_of_training_summary(tmp_path):
+    from types import SimpleNamespace
+
+    from honed.train.callbacks import MetricsLogger
+
+    logger = MetricsLogger(tmp_path / "metrics.jsonl")
+    state = SimpleNamespace(global_step=4, is_world_process_zero=True, num_input_tokens_seen=0)
+    logger.on_log(None, state, None, logs={"train_runtime": 3.0, "epoch": 1.0})
+    logger.on_log(None, state, None, logs={"eval_loss": 1.25, "epoch": 1.0})
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == [{"step": 4, "eval_loss": 1.25, "epoch": 1.0}]

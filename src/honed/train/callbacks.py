@@ -45,6 +45,8 @@ class MetricsLogger(TrainerCallback):
             return
         record: dict[str, Any] = {"step": state.global_step}
         record.update({k: logs[k] for k in LOGGED_KEYS if k in logs})
+        if set(record) <= {"step", "epoch"}:
+            return  # the end-of-training summary: nothing per-step to plot
         now, tokens = time.perf_counter(), state.num_input_tokens_seen
         if "loss" in logs and self._last is not None and now > self._last[0]:
             record["tokens_per_s"] = round((tokens - self._last[1]) / (now - self._last[0]), 2)

@@ -345,7 +345,7 @@ def _run(cfg: FinetuneConfig, work: Path, final: Path, hooks: StageHooks) -> Run
     metrics = _train(cfg, trainer, work, flags)
     _stop_if_failed(flags, work)
     if trainer.eval_dataset is not None:
-        metrics["eval_loss_after"] = trainer.evaluate()["eval_loss"]
+        metrics["eval_loss_after"] = final_eval_loss(trainer)
     if not state.is_main_process:
         return None
     loaded.model = trainer.model
@@ -390,3 +390,13 @@ def finetune(
         ):
             shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def final_eval_loss(trainer: Any) -> float:
+    """The validation loss after the last step: the one already logged at that step when the
+    eval schedule ended there (same on every rank), else a fresh evaluation."""
+    step = trainer.state.global_step
+    for entry in reversed(trainer.state.log_history):
+        if entry.get("step") == step and "eval_loss" in entry:
+            return float(entry["eval_loss"])
+    return float(trainer.evaluate()["eval_loss"])
