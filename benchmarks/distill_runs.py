@@ -7,7 +7,9 @@ Pairs (issue 6):
   train, the passing ones are the student's data).
 Every model is scored on MBPP test (pass@1, greedy, chat prompting: each model through its
 own chat template, the format the students are trained in) through llama.cpp: trained
-students are exported to GGUF Q8_0 first, the shared models are used as their GGUF files.
+students are exported to GGUF Q8_0 first, the shared models are used as their GGUF files
+(Q4_K_M for the Qwen teachers). The distilled student is also exported to the teacher file's
+own type (`--speed-format`) and benched, so its speed ratio compares like with like.
 The plain fine-tune uses the same rows, steps and learning rate as the distillation, so
 "gap closed" = (distilled - plain) / (teacher - plain). Each step's output is kept under
 runs/distill-bench/ and reused when run again, so the script can be stopped and resumed;
@@ -88,6 +90,12 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=16, help="validation rows (eval loss)")
     parser.add_argument("--work", type=Path, default=WORK, help="where every step's output goes")
     parser.add_argument("--bench-prompts", type=int, default=8, help="bench: prompts, 2 runs")
+    parser.add_argument(
+        "--speed-format",
+        default="gguf-q4_k_m",
+        help="also bench the distilled student in this format, the teacher file's own GGUF "
+        "type, so the speed ratio compares like with like ('' to skip)",
+    )
     args = parser.parse_args()
     args.method = args.method or ("lora" if args.mode == "logits" else "full")
     teacher, student = PAIRS[args.mode]
@@ -121,20 +129,11 @@ def main() -> None:
     )
     models = {"teacher": teacher, "student before": student}
     for name, path in (("student plain fine-tune", plain), ("student distilled", distilled)):
-        models[name] = str(
-            step(
-                f"export {name}",
-                path.with_name(path.name + "-q8_0"),
-                "quantize",
-                str(path),
-                "--method",
-                "gguf-q8_0",
-                "--output",
-                str(path.with_name(path.name + "-q8_0")),
-                "--overwrite",
-                times=times,
-            )
-        )
+        models[name] = export(name, path, "gguf-q8_0", times)
+    speed_only = {}  # benched, not scored: the student in the teacher file's own GGUF type
+    if args.speed_format:
+        name = f"student distilled ({args.speed_format})"
+        speed_only[name] = export(name, distilled, args.speed_format, times)
     scores = {}
     for name, ref in models.items():
         out = w / f"eval-{name.replace(' ', '-')}"
@@ -161,6 +160,7 @@ def main() -> None:
         bench,
         "bench",
         *models.values(),
+        *speed_only.values(),
         "--n-prompts",
         str(args.bench_prompts),
         "--runs",
@@ -186,7 +186,7 @@ def main() -> None:
         "wall_s": times,
         "bench": {
             name: {k: rows.get(ref, {}).get(k) for k in ("parameters", "decode_tok_s")}
-            for name, ref in models.items()
+            for name, ref in {**models, **speed_only}.items()
         },
     }
     print(json.dumps(record, indent=2))
@@ -194,6 +194,13 @@ def main() -> None:
     (HERE / "results" / f"distill_{args.mode}.json").write_text(json.dumps(record, indent=2))
     if args.work == WORK:  # a trial elsewhere does not touch RESULTS.md
         replace_section(f"## Distillation ({args.mode} mode)", markdown(record))
+
+
+def export(name: str, path: Path, method: str, times: dict[str, float]) -> str:
+    """A trained student quantized with `honed quantize` (reused when already there)."""
+    out = path.with_name(f"{path.name}-{method.removeprefix('gguf-')}")
+    args = ("quantize", str(path), "--method", method, "--output", str(out), "--overwrite")
+    return str(step(f"export {name}", out, *args, times=times))
 
 
 def markdown(record: dict) -> str:
@@ -206,12 +213,13 @@ def markdown(record: dict) -> str:
         "| model | MBPP test pass@1 | parameters (M) | decode tok/s | x teacher speed |",
         "|---|---|---|---|---|",
     ]
-    for name, score in s.items():
+    for name in b:
         speed = (b[name].get("decode_tok_s") or {}).get("median")
         params = b[name].get("parameters")
         ratio = f"{speed / teacher_speed:.2f}" if speed and teacher_speed else "-"
+        score = f"{s[name]:.4f}" if name in s else "not scored"
         rows.append(
-            f"| {name} | {score:.4f} | {params / 1e6 if params else 0:.0f} "
+            f"| {name} | {score} | {params / 1e6 if params else 0:.0f} "
             f"| {speed or 0:.1f} | {ratio} |"
         )
     verdict = "gap closed over plain fine-tuning: " + (
