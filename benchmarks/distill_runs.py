@@ -13,7 +13,7 @@ own type (`--speed-format`) and benched, so its speed ratio compares like with l
 The plain fine-tune uses the same rows, steps and learning rate as the distillation, so
 "gap closed" = (distilled - plain) / (teacher - plain). Each step's output is kept under
 runs/distill-bench/ and reused when run again, so the script can be stopped and resumed;
-wall times of every step are recorded.
+wall times of every step are recorded (in MODE/wall_s.json, kept across resumes).
 
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
@@ -45,6 +45,20 @@ def honed(*args: str) -> float:
     start = time.perf_counter()
     subprocess.run([str(Path(sys.executable).parent / "honed"), *args], check=True)
     return time.perf_counter() - start
+
+
+class WallTimes(dict):
+    """Wall time of each step in seconds, kept in a file so that a resumed run still reports
+    the steps it reused."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(json.loads(path.read_text()) if path.is_file() else {})
+        self.path = path
+
+    def __setitem__(self, key: str, value: float) -> None:
+        super().__setitem__(key, value)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self, indent=2))
 
 
 def step(name: str, out: Path, *args: str, times: dict[str, float]) -> Path:
@@ -99,7 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     args.method = args.method or ("lora" if args.mode == "logits" else "full")
     teacher, student = PAIRS[args.mode]
-    w, times = args.work / args.mode, {}
+    w = args.work / args.mode
+    times = WallTimes(w / "wall_s.json")
     plain = step(
         "plain fine-tune",
         w / "plain",
@@ -183,7 +198,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "pass@1": scores,
-        "wall_s": times,
+        "wall_s": dict(times),
         "bench": {
             name: {k: rows.get(ref, {}).get(k) for k in ("parameters", "decode_tok_s")}
             for name, ref in {**models, **speed_only}.items()
