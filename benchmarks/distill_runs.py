@@ -153,6 +153,11 @@ def main() -> None:
     for name, ref in models.items():
         out = w / f"eval-{name.replace(' ', '-')}"
         extra = ["--limit", str(args.limit)] if args.limit else []
+        summary = out / "summary.json"
+        if summary.is_file() and json.loads(summary.read_text())["params"]["limit"] != (
+            args.limit or None
+        ):
+            summary.unlink()  # scored on another number of problems: score again
         step(
             f"eval {name}",
             out,
