@@ -31,6 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from paired import paired, solved_problems  # noqa: E402
 from results_md import replace_section  # noqa: E402
 
 WORK = Path("runs/distill-bench")
@@ -63,7 +64,7 @@ class WallTimes(dict):
 
 def step(name: str, out: Path, *args: str, times: dict[str, float]) -> Path:
     """A honed command whose output directory is reused when it already exists."""
-    if not (out / "manifest.json").is_file() and not (out / "summary.json").is_file():
+    if not any((out / f).is_file() for f in ("manifest.json", "summary.json", "bench.json")):
         times[name] = honed(*args)
     return out
 
@@ -149,7 +150,7 @@ def main() -> None:
     if args.speed_format:
         name = f"student distilled ({args.speed_format})"
         speed_only[name] = export(name, distilled, args.speed_format, times)
-    scores = {}
+    scores, solved = {}, {}
     for name, ref in models.items():
         out = w / f"eval-{name.replace(' ', '-')}"
         extra = ["--limit", str(args.limit)] if args.limit else []
@@ -174,7 +175,9 @@ def main() -> None:
             times=times,
         )
         scores[name] = json.loads((out / "summary.json").read_text())["pass@k"]["pass@1"]
+        solved[name] = sorted(solved_problems(out / "samples.jsonl"))
     bench = w / "bench"
+    forget_stale_bench(bench, [*models.values(), *speed_only.values()])
     step(
         "bench",
         bench,
@@ -203,6 +206,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "pass@1": scores,
+        "solved": solved,
         "wall_s": dict(times),
         "bench": {
             name: {k: rows.get(ref, {}).get(k) for k in ("parameters", "decode_tok_s")}
@@ -214,6 +218,15 @@ def main() -> None:
     (HERE / "results" / f"distill_{args.mode}.json").write_text(json.dumps(record, indent=2))
     if args.work == WORK:  # a trial elsewhere does not touch RESULTS.md
         replace_section(f"## Distillation ({args.mode} mode)", markdown(record))
+
+
+def forget_stale_bench(bench: Path, refs: list[str]) -> None:
+    """A bench.json of another set of models is not reused."""
+    found = bench / "bench.json"
+    if found.is_file():
+        benched = {r["model"] for r in json.loads(found.read_text())["results"]}
+        if benched != set(refs):
+            found.unlink()
 
 
 def export(name: str, path: Path, method: str, times: dict[str, float]) -> str:
@@ -245,6 +258,13 @@ def markdown(record: dict) -> str:
     verdict = "gap closed over plain fine-tuning: " + (
         f"{closed:.0%} (target 30%)" if closed is not None else "n/a (no gap)"
     )
+    if "solved" in record:
+        both = record["solved"]
+        lost, gained, p = paired(both["student plain fine-tune"], both["student distilled"])
+        verdict += (
+            f". Problem by problem, the distilled student solves {gained} that the plain one "
+            f"does not and misses {lost} that it solves (exact McNemar p = {p:.2f})"
+        )
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in record["wall_s"].items())
     return "\n".join(
         [

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from paired import paired, solved_problems  # noqa: E402
 from quantize_speed import WORK, make_variant  # noqa: E402
 from results_md import replace_section  # noqa: E402
 
@@ -78,22 +78,6 @@ def score(model: str, variant: str, prompting: str) -> dict:
     }
 
 
-def solved_problems(samples: Path) -> set[str]:
-    """Task ids whose greedy sample passed."""
-    rows = (json.loads(line) for line in samples.read_text().splitlines() if line.strip())
-    return {r["task_id"] for r in rows if r["result"] == "passed"}
-
-
-def paired(base: dict, other: dict) -> tuple[int, int, float]:
-    """Problems the float model solved and the variant lost, the reverse, and the two-sided
-    exact McNemar p-value of that split (how likely a split this uneven is by chance)."""
-    lost = len(set(base["solved"]) - set(other["solved"]))
-    gained = len(set(other["solved"]) - set(base["solved"]))
-    n, k = lost + gained, min(lost, gained)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
-    return lost, gained, min(1.0, 2 * tail)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
@@ -135,7 +119,7 @@ def markdown(record: dict) -> str:
         change = "" if drop is None or name == "float" else f"{drop:+.1f}"
         flips = " | "
         if base and name != "float":
-            lost, gained, p = paired(base, r)
+            lost, gained, p = paired(base["solved"], r["solved"])
             flips = f"{lost} / {gained} | {p:.2f}"
         rows.append(
             f"| {name} | {r['backend']} | {r['pass@1']:.4f} | {r['passed']}/{r['problems']} "
