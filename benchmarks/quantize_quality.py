@@ -130,7 +130,9 @@ def markdown(record: dict) -> str:
         [
             f"## HumanEval of quantized variants: {record['model']}",
             "",
-            f"Measured {record['date']} on {record['machine']['cpu']}; `{record['command']}`.",
+            f"Table written {record['date']} on {record['machine']['cpu']}; "
+            f"`{record['command']}`. Finished evals are reused (each summary.json under "
+            "runs/quality/ has the time it was scored).",
             f"Full HumanEval (164), greedy, {record['prompting']} prompting, 512 new tokens at "
             "most, sandboxed; the float row is the fp32 PyTorch model the variants were made from.",
             "Lost / gained: problems the float model solved that the variant does not, and the "
