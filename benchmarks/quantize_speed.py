@@ -57,13 +57,19 @@ QUERIES = (
     "did they win the championship that year",
 )
 WORK = Path("runs/bench-quant")
+REFERENCE = "fp32 (PyTorch eager)"
 
 
-def measure(ref: str, backend: str, prompts: tuple[str, ...], max_new: int, runs: int) -> dict:
-    """Warm up once, then time every prompt `runs` times (in this process)."""
+def measure(ref: str, backend: str, prompts: tuple[str, ...], args: argparse.Namespace) -> dict:
+    """Warm up once, then time every prompt `runs` times (in this process).
+
+    The fp32 reference loads with dtype float32; a variant loads as a user gets it (dtype
+    auto: on a CPU with native bf16, int8 linears run aten's fused kernel).
+    """
     from honed.runtime.base import GenerationParams, load_backend
 
-    options = {"dtype": "float32", "batch_size": 1} if backend == "transformers" else {}
+    options = {"dtype": args.dtype, "batch_size": 1} if backend == "transformers" else {}
+    max_new, runs = args.max_new_tokens, args.runs
     start = time.perf_counter()
     model = load_backend(ref, backend=backend, **options)
     load_s = time.perf_counter() - start
@@ -74,9 +80,9 @@ def measure(ref: str, backend: str, prompts: tuple[str, ...], max_new: int, runs
     return {"load_s": load_s, **speeds(done)}
 
 
-def in_subprocess(ref: str, backend: str, args: argparse.Namespace) -> dict:
+def in_subprocess(ref: str, backend: str, dtype: str, args: argparse.Namespace) -> dict:
     """Run `measure` for one variant in a fresh Python process."""
-    cmd = [sys.executable, __file__, "--measure", ref, "--backend", backend,
+    cmd = [sys.executable, __file__, "--measure", ref, "--backend", backend, "--dtype", dtype,
            "--max-new-tokens", str(args.max_new_tokens), "--runs", str(args.runs)]  # fmt: skip
     if args.t5:
         cmd.append("--t5")
@@ -134,6 +140,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="passes over the prompts")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--rewrite", type=Path, help="only rebuild RESULTS.md from a saved JSON")
     args = parser.parse_args()
     if args.rewrite:
@@ -141,8 +148,7 @@ def main() -> None:
         return replace_section(f"## Quantized variants: {record['title']}", markdown(record))
     prompts = QUERIES if args.t5 else PROMPTS
     if args.measure:
-        print(json.dumps(measure(args.measure, args.backend, prompts, args.max_new_tokens,
-                                 args.runs)))  # fmt: skip
+        print(json.dumps(measure(args.measure, args.backend, prompts, args)))
         return
     record = run_all(args)
     print(json.dumps(record, indent=2))
@@ -162,14 +168,16 @@ def run_all(args: argparse.Namespace) -> dict:
     else:
         source, name, methods = args.model, args.model, CAUSAL_METHODS
     float_dir = prepare_source(source, WORK).float_dir
-    variants = {"fp32 (PyTorch eager)": (str(float_dir), "transformers", {})}
+    variants = {REFERENCE: (str(float_dir), "transformers", {})}
     for method in methods:
         path, manifest = make_variant(source, method, name)
         variants[method] = (str(path), manifest["backend"], manifest.get("checks", {}))
     results = {}
     for label, (ref, backend, checks) in variants.items():
         print(f"measuring {label}", file=sys.stderr)
-        results[label] = {"backend": backend, **in_subprocess(ref, backend, args),
+        dtype = "float32" if label == REFERENCE else "auto"
+        results[label] = {"backend": backend, "dtype": dtype,
+                          **in_subprocess(ref, backend, dtype, args),
                           "path": ref, "size_mb": size_on_disk(Path(ref)) / 1e6,
                           "checks": _check_summary(checks)}  # fmt: skip
     title = "Flan-T5-base-shaped (random weights)" if args.t5 else args.model
@@ -195,7 +203,7 @@ def _check_summary(checks: dict) -> dict:
 
 def markdown(record: dict) -> str:
     """The RESULTS.md section: one row per variant, speeds as ratios to fp32 in this run."""
-    base = record["results"]["fp32 (PyTorch eager)"]
+    base = record["results"][REFERENCE]
     rows = ["| variant | backend | decode tok/s (median) | x fp32 | latency median (s) | "
             "latency p99 (s) | x fp32 (median latency) | new tokens (mean) | size (MB) "
             "| greedy agreement | KL |", "|---" * 11 + "|"]  # fmt: skip
@@ -217,9 +225,11 @@ def markdown(record: dict) -> str:
         f"Measured {record['date']} on {record['machine']['cpu']}; `{record['command']}`.",
         f"Greedy, {record['max_new_tokens']} new tokens at most, no stop strings, "
         f"{record['runs']} passes over the fixed prompts after one warm-up; each variant in its "
-        "own process. Agreement and KL come from `honed quantize`'s checks against the float "
-        "model (fp32 rows: the reference itself). Latency ratios also reflect how many tokens "
-        "each variant generated before its end-of-sequence token; decode tok/s does not.",
+        "own process, the fp32 row with dtype float32 and every variant with dtype auto (what "
+        "a user gets: on a CPU with native bf16, int8 linears run aten's fused int8 kernel "
+        "with bf16 activations). Agreement and KL come from `honed quantize`'s checks against "
+        "the float model (fp32 rows: the reference itself). Latency ratios also reflect how many "
+        "tokens each variant generated before its end-of-sequence token; decode tok/s does not.",
         "", *rows, "",
     ])  # fmt: skip
 

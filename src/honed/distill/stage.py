@@ -22,7 +22,7 @@ from honed.config import DistillConfig, FinetuneConfig
 from honed.data import PreparedData
 from honed.distill import student as students
 from honed.errors import HonedError
-from honed.models.load import _cache_root, load_tokenizer, weights_dir
+from honed.models.load import cache_root, load_tokenizer, weights_dir
 from honed.models.resolve import resolve
 from honed.train.finetune import RunResult, StageHooks, finetune
 
@@ -178,7 +178,7 @@ def distill(cfg: DistillConfig) -> RunResult | None:
     if cfg.mode == "logits":
         from honed.distill.logits import logits_hooks
 
-        hooks = logits_hooks(cfg, record, cache_root=cfg.cache_dir or _cache_root() / "kd")
+        hooks = logits_hooks(cfg, record, cache_root=cfg.cache_dir or cache_root() / "kd")
         return finetune(finetune_config(cfg, student, output, cfg.data), hooks=hooks)
     from honed.distill.sequence import teacher_data
 

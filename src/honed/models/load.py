@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from honed.errors import HonedError
+from honed.models.gguf_digest import file_digest
 from honed.models.resolve import ModelSource
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,19 @@ def pick_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """Where honed keeps what it derives once (float copies of GGUF files, teacher logits)."""
     return Path(os.environ.get("HONED_CACHE", Path.home() / ".cache" / "honed"))
 
 
 def gguf_float_dir(gguf_path: str) -> Path:
-    """Dequantize a GGUF file once into a float safetensors directory and return it."""
+    """Dequantize a GGUF file once into a float safetensors directory and return it.
+
+    The copy is named by the file's content digest, so a reinstalled or copied file reuses it.
+    """
     src = Path(gguf_path)
-    stat = src.stat()
-    target = _cache_root() / "gguf" / f"{src.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    root = cache_root() / "gguf"
+    target = root / f"{src.stem}-{file_digest(src, root)}"
     if (target / "config.json").is_file():
         return target
     log.info("dequantizing %s once into %s", src.name, target)
