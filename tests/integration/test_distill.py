@@ -51,12 +51,20 @@ def test_logits_mode_learns_the_teacher_and_reruns_from_the_cache(
     tiny_causal, arith_data, tmp_path, monkeypatch
 ):
     cfg = config(tmp_path, tiny_causal, arith_data, student_config=SMALL)
+    released = []
+    release = kd.Teacher.release
+    monkeypatch.setattr(
+        kd.Teacher, "release", lambda self: released.append(self._model) or release(self)
+    )
     first = distill(cfg)
     curve = kd_curve(first.output)
     assert len(curve) >= 3 and curve[-1] < 0.8 * curve[0]  # the KL to the teacher went down
     record = first.manifest["distill"]
     assert first.manifest["stage"] == "distill" and record["mode"] == "logits"
-    assert record["teacher_forward_passes"] > 0 and record["cache"]["misses"] > 0
+    # the teacher ran on every sequence before training, was freed, and training only read
+    assert record["teacher_forward_passes"] > 0 and record["cache"]["filled_before_training"] > 0
+    assert record["cache"]["misses"] == 0 and record["cache"]["hits"] > 0
+    assert len(released) == 1 and released[0] is not None
     assert record["student_init"]["kind"] == "config"
     assert Path(record["student_init"]["ref"]).name == "student-init"
     assert record["loss"] == {
@@ -74,6 +82,7 @@ def test_logits_mode_learns_the_teacher_and_reruns_from_the_cache(
     monkeypatch.setattr(kd.Teacher, "model", no_teacher)
     again = distill(cfg).manifest["distill"]
     assert again["teacher_forward_passes"] == 0 and again["cache"]["misses"] == 0
+    assert again["cache"]["filled_before_training"] == 0
     assert again["cache"]["hits"] > 0 and again["data_sha256"] == record["data_sha256"]
 
 

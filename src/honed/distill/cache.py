@@ -34,6 +34,7 @@ class TeacherCache:
         self.k = k
         self.hits = 0
         self.misses = 0
+        self.filled = 0  # sequences the teacher ran on before training (KDState.warm)
         self.rebuilt = False
         meta = {"teacher_sha256": fingerprint, "top_k": k}
         found = self._read_meta()
@@ -54,6 +55,10 @@ class TeacherCache:
             return json.loads((self.root / META).read_text())
         except (OSError, json.JSONDecodeError):
             return None if not self.root.exists() or not any(self.root.iterdir()) else {}
+
+    def has(self, ids: list[int]) -> bool:
+        """Whether the sequence is cached (not counted as a hit or a miss)."""
+        return (self.root / f"{sequence_key(ids)}.safetensors").is_file()
 
     def get(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(top ids [len, k], top logits [len, k]) for the sequence, or None."""
@@ -86,5 +91,6 @@ class TeacherCache:
             "top_k": self.k,
             "hits": self.hits,
             "misses": self.misses,
+            "filled_before_training": self.filled,
             "rebuilt": self.rebuilt,
         }

@@ -1,14 +1,16 @@
 """Logit distillation inside the fine-tune stage's trainer.
 
 KDTrainer replaces the stage's loss with alpha * KD + (1 - alpha) * CE (losses.py). The
-teacher's top-k for each sequence comes from the on-disk cache; only sequences the cache
-has not seen are run through the teacher, which is loaded the first time one is needed, so
-a rerun on cached data never loads it. kd and ce are logged next to the loss. With
-`on_policy` > 0, that share of batches is the student's own samples (onpolicy.py, GKD).
+teacher's top-k for each sequence comes from the on-disk cache. Before training, `warm`
+runs the teacher once over every training and eval sequence the cache lacks and then frees
+it, so the student trains without the teacher in memory; a rerun on cached data never loads
+it. kd and ce are logged next to the loss. With `on_policy` > 0, that share of batches is the
+student's own samples (onpolicy.py, GKD), scored by the teacher as they come.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 from dataclasses import dataclass, field
@@ -58,6 +60,15 @@ class Teacher:
             self._model = loaded.model.eval().requires_grad_(False)
         return self._model
 
+    def release(self) -> None:
+        """Free the teacher's weights (it is loaded again if it is needed again)."""
+        if self._model is None:
+            return
+        self._model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     @torch.inference_mode()
     def top_k(self, rows: list[list[int]], k: int, vocab: int) -> list[tuple[torch.Tensor, ...]]:
         """(ids, logits) [len, k] of the teacher's best k tokens at each position of each row."""
@@ -85,6 +96,23 @@ class KDState:
     parts: dict[str, list[float]] = field(default_factory=lambda: {"kd": [], "ce": []})
     on_policy_batches: int = 0
     rng: random.Random = field(default_factory=random.Random)
+
+    def warm(
+        self, sequences: list[list[int]], vocab: int, batch_size: int, release: bool = True
+    ) -> int:
+        """Fill the cache for every sequence it lacks, in batches of similar length, then free
+        the teacher (unless told not to); returns how many sequences the teacher ran on."""
+        todo = sorted({tuple(s) for s in sequences if s and not self.cache.has(s)}, key=len)
+        for start in range(0, len(todo), batch_size):
+            rows = [list(r) for r in todo[start : start + batch_size]]
+            for row, (top_ids, top_logits) in zip(
+                rows, self.teacher.top_k(rows, self.settings.top_k, vocab), strict=True
+            ):
+                self.cache.put(row, top_ids, top_logits)
+        self.cache.filled += len(todo)
+        if release:
+            self.teacher.release()
+        return len(todo)
 
     def targets(
         self, input_ids: torch.Tensor, mask: torch.Tensor, vocab: int, cached: bool = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from honed.data import PreparedData
 from honed.distill.cache import TeacherCache
 from honed.distill.kd import KDSettings, KDState, KDTrainer, Teacher
 from honed.train.finetune import StageHooks
+
+log = logging.getLogger(__name__)
 
 
 def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -> StageHooks:
@@ -37,6 +40,7 @@ def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -
 
     def attach(trainer: Any) -> None:
         trainer.kd = state
+        warm_cache(state, trainer, cfg.batch_size)
 
     def manifest(data: PreparedData) -> dict[str, Any]:
         loss = {
@@ -60,3 +64,22 @@ def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -
         }
 
     return StageHooks(trainer_cls=KDTrainer, on_trainer=attach, manifest=manifest)
+
+
+def warm_cache(state: KDState, trainer: Any, batch_size: int) -> None:
+    """Run the teacher over the training and eval sequences before training, then free it
+    (kept when on-policy batches need it). Each process of a distributed run takes its share.
+    Fully on-policy training never reads the cache, so nothing is warmed for it."""
+    if state.settings.on_policy >= 1.0:
+        return
+    rows: list[list[int]] = []
+    for dataset in (trainer.train_dataset, trainer.eval_dataset):
+        if dataset is not None:
+            rows.extend(list(ids) for ids in dataset["input_ids"])
+    args = trainer.args
+    mine = rows[args.process_index :: args.world_size]
+    vocab = trainer.model.get_output_embeddings().weight.shape[0]
+    done = state.warm(mine, vocab, batch_size, release=not state.settings.on_policy)
+    trainer.accelerator.wait_for_everyone()
+    if done:
+        log.info("teacher top-%d cached for %d sequences", state.settings.top_k, done)

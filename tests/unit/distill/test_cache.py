@@ -16,6 +16,8 @@ def test_round_trip_and_counts(tmp_path):
     assert torch.equal(got_ids, ids) and torch.allclose(got_logits, logits)
     assert cache.get([1, 2]) is None
     assert (cache.hits, cache.misses) == (1, 2)
+    assert cache.has([1, 2, 3]) and not cache.has([1, 2])  # has() is not counted
+    assert (cache.hits, cache.misses) == (1, 2)
 
 
 def test_a_cache_of_another_teacher_or_k_is_rebuilt(tmp_path):
