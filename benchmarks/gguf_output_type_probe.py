@@ -12,7 +12,6 @@ of this repository's Python. Saves the table to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import sys
 import tempfile
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from honed.quantize.checks import log_softmax
-from honed.quantize.methods import captured_stderr
+from honed.quantize.checks import mean_kl
+from honed.quantize.methods import llama_ftype, llama_quantize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -36,24 +35,7 @@ VARIANTS = {  # name: (file type, output and embedding tensor type or None for l
 }
 
 
-def quantize(source: Path, target: Path, ftype: str, keep: str | None) -> None:
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
-    if keep:
-        params.output_tensor_type = params.token_embedding_type = getattr(
-            llama_cpp, f"GGML_TYPE_{keep}"
-        )
-    with captured_stderr(target.with_suffix(".log")):
-        status = llama_cpp.llama_model_quantize(
-            str(source).encode(), str(target).encode(), ctypes.byref(params)
-        )
-    if status != 0:
-        raise SystemExit(f"llama.cpp could not quantize {source} (status {status})")
-
-
-def log_probs(path: Path, tokens: int = 400) -> np.ndarray:
+def logits(path: Path, tokens: int = 400) -> np.ndarray:
     from llama_cpp import Llama
 
     model = Llama(str(path), n_ctx=1024, logits_all=True, verbose=False)
@@ -61,7 +43,13 @@ def log_probs(path: Path, tokens: int = 400) -> np.ndarray:
     model.eval(ids)
     scores = np.array(model.scores[: len(ids)], dtype=np.float64)
     model.close()
-    return log_softmax(scores)
+    return scores
+
+
+def _ggml_type(name: str | None) -> int | None:
+    import llama_cpp
+
+    return None if name is None else int(getattr(llama_cpp, f"GGML_TYPE_{name}"))
 
 
 def main() -> None:
@@ -71,14 +59,14 @@ def main() -> None:
     found = sorted((ROOT / "runs" / "bench-quant" / f"{args.model}-gguf-f16").glob("*.gguf"))
     if not found:
         raise SystemExit(f"no F16 GGUF of {args.model}: run benchmarks/quantize_speed.py first")
-    reference = log_probs(found[0])
+    reference = logits(found[0])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (ftype, keep) in VARIANTS.items():
             target = Path(tmp) / f"{ftype}-{keep}.gguf"
-            quantize(found[0], target, ftype, keep)
-            ours = log_probs(target)
-            kl = float((np.exp(reference) * (reference - ours)).sum(-1).mean())
+            llama_quantize(found[0], target, llama_ftype(ftype), 0, _ggml_type(keep))
+            ours = logits(target)
+            kl = mean_kl(reference, ours)
             top1 = float((reference.argmax(-1) == ours.argmax(-1)).mean())
             rows.append({"variant": name, "mean_kl": kl, "top1_agreement": top1,
                          "size_mb": target.stat().st_size / 1e6})  # fmt: skip

@@ -132,8 +132,13 @@ def llama_ftype(qtype: str) -> int:
     return int(ftype)
 
 
-def llama_quantize(source: Path, target: Path, ftype: int, threads: int) -> dict[str, Any]:
+def llama_quantize(
+    source: Path, target: Path, ftype: int, threads: int, keep_type: int | None = None
+) -> dict[str, Any]:
     """Quantize a GGUF file with llama.cpp's own quantizer; returns what it reported.
+
+    keep_type (a ggml type) stores the output and token embedding tensors in that type, as
+    llama-quantize's --output-tensor-type and --token-embedding-type do.
 
     llama.cpp writes a line per tensor to the C stderr; honed keeps that log next to the
     artifact (`quantize.log`) and records how many tensors fell back to another type.
@@ -143,6 +148,8 @@ def llama_quantize(source: Path, target: Path, ftype: int, threads: int) -> dict
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads
+    if keep_type is not None:
+        params.output_tensor_type = params.token_embedding_type = keep_type
     log = target.with_name("quantize.log")
     with captured_stderr(log):
         status = llama_cpp.llama_model_quantize(
