@@ -13,6 +13,11 @@ GGUF models: their weights dequantized to float).
 A variant named NAME@fp32 is NAME's artifact loaded with dtype fp32: for int8, torchao's
 exact fp32 path instead of the fused kernel with bf16 activations that honed uses on a CPU
 with native bf16.
+
+`--n-samples N --temperature T` scores sampled pass@1 instead (N completions per problem,
+nucleus 0.95, sample i of every problem seeded alike in every variant), the lower-variance
+estimate of the Codex paper; the change against float then comes with a 95% interval over
+the paired per-problem pass rates. Sampled evals go to runs/quality/<model>-<variant>-nN-tT/.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from paired import paired, solved_problems  # noqa: E402
+from paired import paired, paired_change, pass_rates, solved_problems  # noqa: E402
 from quantize_speed import WORK, make_variant  # noqa: E402
 from results_md import replace_section  # noqa: E402
 
@@ -46,12 +51,18 @@ def variant_ref(model: str, variant: str) -> str:
     return str(make_variant(model, variant.removesuffix(FP32), model)[0])
 
 
-def score(model: str, variant: str, prompting: str) -> dict:
+def out_dir(model: str, variant: str, n: int, temperature: float) -> Path:
+    """Where a variant's eval goes (greedy evals keep the plain name)."""
+    suffix = "" if temperature == 0 else f"-n{n}-t{temperature:g}"
+    return OUT / f"{model}-{variant}{suffix}"
+
+
+def score(model: str, variant: str, prompting: str, n: int = 1, temperature: float = 0.0) -> dict:
     """pass@1 of one variant (reusing a finished eval)."""
     from honed.config import EvalConfig
     from honed.evaluate.run import evaluate
 
-    out = OUT / f"{model}-{variant}"
+    out = out_dir(model, variant, n, temperature)
     summary = out / "summary.json"
     if not summary.is_file():
         ref = variant_ref(model, variant)
@@ -63,6 +74,9 @@ def score(model: str, variant: str, prompting: str) -> dict:
             output=out,
             overwrite=True,
             dtype="float32" if variant == "float" or variant.endswith(FP32) else "auto",
+            n_samples=n,
+            temperature=temperature,
+            top_p=0.95 if temperature else 1.0,
         )
         evaluate(cfg)
     done = json.loads(summary.read_text())
@@ -75,6 +89,7 @@ def score(model: str, variant: str, prompting: str) -> dict:
         "tokens_per_s": done["tokens_per_s"],
         "output": str(out),
         "solved": sorted(solved_problems(out / "samples.jsonl")),
+        "rates": pass_rates(out / "samples.jsonl"),
     }
 
 
@@ -83,12 +98,19 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--prompting", default="base", choices=["base", "chat"])
     parser.add_argument("--variants", nargs="+", default=["float", *TARGETS])
+    parser.add_argument("--n-samples", type=int, default=1, help="completions per problem")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     args = parser.parse_args()
-    results = {v: score(args.model, v, args.prompting) for v in args.variants}
+    if (args.n_samples > 1) != (args.temperature > 0):
+        parser.error("sample with both --n-samples > 1 and --temperature > 0, or neither")
+    sampling = (args.n_samples, args.temperature)
+    results = {v: score(args.model, v, args.prompting, *sampling) for v in args.variants}
     record = {
         "benchmark": "quantize_quality",
         "model": args.model,
         "prompting": args.prompting,
+        "n_samples": args.n_samples,
+        "temperature": args.temperature,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpu": cpu_name()},
@@ -97,10 +119,10 @@ def main() -> None:
     }
     print(json.dumps(record, indent=2))
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"quantize_quality_{args.model}.json").write_text(
-        json.dumps(record, indent=2)
-    )
-    replace_section(f"## HumanEval of quantized variants: {args.model}", markdown(record))
+    name = out_dir(args.model, "", *sampling).name.replace("--", "-").rstrip("-")
+    (HERE / "results" / f"quantize_quality_{name}.json").write_text(json.dumps(record, indent=2))
+    table = markdown(record) if args.temperature == 0 else sampled_markdown(record)
+    replace_section(table.splitlines()[0], table)
 
 
 def markdown(record: dict) -> str:
@@ -138,6 +160,46 @@ def markdown(record: dict) -> str:
             "Lost / gained: problems the float model solved that the variant does not, and the "
             "reverse; McNemar p: the exact two-sided probability of a split at least this "
             "uneven if the variant were as good as the float model (small p: a real drop).",
+            "",
+            *rows,
+            "",
+        ]
+    )
+
+
+def sampled_markdown(record: dict) -> str:
+    """Sampled pass@1 per variant, its change against float with a 95% interval, the target."""
+    results, n, t = record["results"], record["n_samples"], record["temperature"]
+    base = results["float"]
+    rows = [
+        "| variant | backend | pass@1 | samples passed | change vs float (points) | 95% interval "
+        "| target | met |",
+        "|---" * 8 + "|",
+    ]
+    for name, r in results.items():
+        target = TARGETS.get(name.removesuffix(FP32))
+        change = interval = met = ""
+        if name != "float":
+            mean, half = (100 * x for x in paired_change(base["rates"], r["rates"]))
+            change, interval = f"{mean:+.1f}", f"{mean - half:+.1f} to {mean + half:+.1f}"
+            met = "" if target is None else ("yes" if -mean <= target * 100 else "no")
+        samples = round(sum(r["rates"].values()) * n)
+        rows.append(
+            f"| {name} | {r['backend']} | {r['pass@1']:.4f} | {samples}/{r['problems'] * n} "
+            f"| {change} | {interval} | {'' if target is None else f'within {target * 100:.0f}'} "
+            f"| {met} |"
+        )
+    return "\n".join(
+        [
+            f"## HumanEval of quantized variants, sampled pass@1: {record['model']}",
+            "",
+            f"Table written {record['date']} on {record['machine']['cpu']}; "
+            f"`{record['command']}`. Finished evals are reused.",
+            f"Full HumanEval (164), {n} samples per problem at temperature {t:g} (nucleus 0.95; "
+            f"sample i of every problem has the same seed in every variant), "
+            f"{record['prompting']} prompting, 512 new tokens at most, sandboxed; pass@1 is the "
+            "mean share of passing samples. The interval is the 95% normal interval of the mean "
+            "per-problem change in pass rate (paired over the 164 problems).",
             "",
             *rows,
             "",
