@@ -30,10 +30,12 @@ def test_bench_two_models_and_a_broken_one(tiny_causal, tiny_seq2seq, tmp_path):
         assert row["size_bytes"] > 0 and row["peak_rss_mb"] > 0
         assert row["batched"]["batch_size"] == 2 and row["batched"]["tok_s"] > 0
         assert row["roofline"]["bytes_per_token"] > 0 and row["roofline"]["share"] > 0
+        assert 0 <= row["cpu_steal"] <= 1  # Linux has /proc/stat: the host's share is recorded
     assert "error" in bad and "broken" in bad["model"]
     assert record["machine"]["bandwidth_gbs"] > 0 and record["machine"]["threads"] == 1
     table = (out / "bench.md").read_text()
     assert "failed" in table and str(tiny_causal) in table and "p99" in table
+    assert "CPU steal" in table
 
 
 def test_bench_refuses_bad_input(tiny_causal, tmp_path):

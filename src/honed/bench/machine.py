@@ -1,4 +1,5 @@
-"""What a benchmark ran on: CPU, cores, threads, GPU, memory bandwidth, library versions."""
+"""What a benchmark ran on: CPU, cores, threads, GPU, memory bandwidth, library versions, and
+how much CPU time the host took away while it ran (steal, on a shared VM)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,29 @@ def describe(threads: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+STEAL_WARN = 0.05  # a share of CPU time stolen above this makes a row's timings unreliable
+
+
+def cpu_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """(steal, total) CPU ticks of the whole machine so far, or None where /proc/stat lacks them.
+
+    Steal is time a virtual CPU was ready to run but the hypervisor ran something else: on a
+    shared VM it slows every timed run without showing up as load inside the machine.
+    """
+    try:
+        fields = stat.read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if fields[:1] != ["cpu"] or len(fields) < 9:
+        return None
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of CPU time stolen between two cpu_ticks() readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])

@@ -77,6 +77,7 @@ def measure_in_process(ref: str, cfg: BenchConfig, prompts: list[str], bandwidth
     job = {"model": ref, "config": cfg.model_dump(mode="json"), "prompts": prompts,
            "bandwidth_gbs": bandwidth}  # fmt: skip
     cmd = [sys.executable, "-m", "honed.bench.measure"]
+    before = machine.cpu_ticks()
     try:
         done = subprocess.run(cmd, input=json.dumps(job), capture_output=True, text=True,
                               timeout=cfg.timeout_s)  # fmt: skip
@@ -84,7 +85,8 @@ def measure_in_process(ref: str, cfg: BenchConfig, prompts: list[str], bandwidth
         return {"model": ref, "error": f"took longer than {cfg.timeout_s:.0f} s (--timeout-s)"}
     lines = done.stdout.strip().splitlines()
     if done.returncode == 0 and lines:
-        return json.loads(lines[-1])
+        steal = machine.steal_share(before, machine.cpu_ticks())
+        return {**json.loads(lines[-1]), "cpu_steal": steal}
     return {"model": ref, "error": _last_error(done.stderr)}
 
 
@@ -103,7 +105,9 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
         raise HonedError(f"'{out}' already holds a bench: pass --overwrite or choose --output")
     prompts = load_prompts(cfg)
     threads = cfg.threads or machine.usable_cores()
+    before = machine.cpu_ticks()
     measured = machine.memory_bandwidth(threads)
+    measured["cpu_steal"] = machine.steal_share(before, machine.cpu_ticks())
     bandwidth = measured["gbs"]
     rows = [measure_in_process(ref, cfg, prompts, bandwidth)
             for ref in track(cfg.models, "benchmarking models")]  # fmt: skip

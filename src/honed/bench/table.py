@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from honed.bench.machine import STEAL_WARN
+
 HEADER = (
     "| model | backend | size (MB) | load (s) | latency median (s) | p90 | p95 | p99 | std "
     "| TTFT median (s) | prompt tok/s | decode tok/s | batched tok/s | peak RSS (MB) "
@@ -64,5 +66,30 @@ def markdown(record: dict[str, Any]) -> str:
         "Roofline: decode reads every weight once per token, so bandwidth / weight bytes per "
         "token bounds decode tokens/s; share is the median decode speed over that bound.",
         "",
+        *[f"{line}\n" for line in steal_notes(record)],
     ]
     return "\n".join(lines)
+
+
+def steal_warnings(record: dict[str, Any]) -> list[str]:
+    """One line per measurement the host slowed down by taking CPU time away (steal)."""
+    named = [("the bandwidth measurement", record["machine"].get("bandwidth") or {})]
+    named += [(r["model"], r) for r in record["results"]]
+    return [
+        f"the host took {r['cpu_steal']:.0%} of the CPU time while {name} ran (CPU steal), "
+        "so its speeds read low: re-run on a quiet machine"
+        for name, r in named
+        if (r.get("cpu_steal") or 0) > STEAL_WARN
+    ]
+
+
+def steal_notes(record: dict[str, Any]) -> list[str]:
+    """The steal warnings, or the largest steal seen when none passed the threshold."""
+    warnings = steal_warnings(record)
+    if warnings:
+        return [f"**Warning:** {w}." for w in warnings]
+    runs = [record["machine"].get("bandwidth") or {}, *record["results"]]
+    seen = [r["cpu_steal"] for r in runs if r.get("cpu_steal") is not None]
+    if not seen:
+        return []
+    return [f"CPU steal (time the host took away) during the runs: at most {max(seen):.1%}."]

@@ -31,3 +31,32 @@ def test_a_child_reports_its_own_peak_memory_not_its_parents():
     assert child.returncode == 0, child.stderr
     assert int(child.stdout.split()[-1]) < 1 << 30
     assert peak_rss_bytes() > len(ballast)
+
+
+def test_steal_is_read_from_proc_stat_and_shared_over_the_interval(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 50 0 25 400 5 0 0 20 0 0\n")
+    before = machine.cpu_ticks(stat)
+    assert before == (40, 1000)
+    stat.write_text("cpu  200 0 60 820 10 0 0 110 0 0\n")
+    assert machine.steal_share(before, machine.cpu_ticks(stat)) == 70 / 200
+    assert machine.cpu_ticks(tmp_path / "missing") is None
+    assert machine.steal_share(None, before) is None and machine.steal_share(before, before) is None
+
+
+def test_the_table_warns_of_steal_above_the_threshold_only():
+    from honed.bench.table import steal_notes, steal_warnings
+
+    record = {
+        "machine": {"bandwidth": {"cpu_steal": 0.01}},
+        "results": [{"model": "a", "cpu_steal": 0.30}, {"model": "b", "cpu_steal": 0.02},
+                    {"model": "c", "error": "failed"}],
+    }  # fmt: skip
+    (warning,) = steal_warnings(record)
+    assert warning.startswith("the host took 30% of the CPU time while a ran")
+    assert steal_notes(record) == [f"**Warning:** {warning}."]
+    record["results"][0]["cpu_steal"] = 0.0
+    assert steal_notes(record) == [
+        "CPU steal (time the host took away) during the runs: at most 2.0%."
+    ]
+    assert steal_notes({"machine": {}, "results": [{"model": "x"}]}) == []
