@@ -17,7 +17,8 @@ with native bf16.
 `--n-samples N --temperature T` scores sampled pass@1 instead (N completions per problem,
 nucleus 0.95, sample i of every problem seeded alike in every variant), the lower-variance
 estimate of the Codex paper; the change against float then comes with a 95% interval over
-the paired per-problem pass rates. Sampled evals go to runs/quality/<model>-<variant>-nN-tT/.
+the paired per-problem pass rates. Each sampled pass is its own eval, in
+runs/quality/<model>-<variant>-tT-sI/, so a long run resumes pass by pass.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from paired import paired, paired_change, pass_rates, solved_problems  # noqa: E402
+from paired import paired, paired_change, pass_rates  # noqa: E402
 from quantize_speed import WORK, make_variant  # noqa: E402
 from results_md import replace_section  # noqa: E402
 
@@ -38,6 +39,7 @@ from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name  # noqa: E402
 
 OUT = Path("runs/quality")
+SEED = 42
 TARGETS = {"int8": 0.01, "gguf-q8_0": 0.01, "gguf-q4_k_m": 0.03}  # the issue's allowed drop
 FP32 = "@fp32"
 
@@ -51,22 +53,22 @@ def variant_ref(model: str, variant: str) -> str:
     return str(make_variant(model, variant.removesuffix(FP32), model)[0])
 
 
-def out_dir(model: str, variant: str, n: int, temperature: float) -> Path:
-    """Where a variant's eval goes (greedy evals keep the plain name)."""
-    suffix = "" if temperature == 0 else f"-n{n}-t{temperature:g}"
+def out_dir(model: str, variant: str, temperature: float, sample: int = 0) -> Path:
+    """Where one eval of a variant goes (greedy evals keep the plain name)."""
+    suffix = "" if temperature == 0 else f"-t{temperature:g}-s{sample}"
     return OUT / f"{model}-{variant}{suffix}"
 
 
-def score(model: str, variant: str, prompting: str, n: int = 1, temperature: float = 0.0) -> dict:
-    """pass@1 of one variant (reusing a finished eval)."""
+def run_eval(model: str, variant: str, prompting: str, out: Path, temperature: float,
+             sample: int) -> dict:  # fmt: skip
+    """One completion per problem (sample i seeded SEED + i), reused when finished."""
     from honed.config import EvalConfig
     from honed.evaluate.run import evaluate
 
-    out = out_dir(model, variant, n, temperature)
     summary = out / "summary.json"
     if not summary.is_file():
         ref = variant_ref(model, variant)
-        print(f"evaluating {variant}: {ref}", file=sys.stderr, flush=True)
+        print(f"evaluating {variant} ({out.name}): {ref}", file=sys.stderr, flush=True)
         cfg = EvalConfig(
             model=ref,
             task="humaneval",
@@ -74,22 +76,31 @@ def score(model: str, variant: str, prompting: str, n: int = 1, temperature: flo
             output=out,
             overwrite=True,
             dtype="float32" if variant == "float" or variant.endswith(FP32) else "auto",
-            n_samples=n,
             temperature=temperature,
             top_p=0.95 if temperature else 1.0,
+            seed=SEED + sample,
         )
         evaluate(cfg)
-    done = json.loads(summary.read_text())
+    return json.loads(summary.read_text())
+
+
+def score(model: str, variant: str, prompting: str, n: int = 1, temperature: float = 0.0) -> dict:
+    """pass@1 of one variant: greedy, or the mean of n sampled passes, each its own eval so
+    that a long run resumes pass by pass."""
+    outs = [out_dir(model, variant, temperature, i) for i in range(n)]
+    done = [run_eval(model, variant, prompting, out, temperature, i) for i, out in enumerate(outs)]
+    passes = [pass_rates(out / "samples.jsonl") for out in outs]
+    rates = {task: sum(p[task] for p in passes) / n for task in passes[0]}
     return {
-        "pass@1": done["pass@k"]["pass@1"],
-        "passed": done["counts"]["passed"],
-        "problems": done["problems"],
-        "backend": done["backend"],
-        "wall_s": done["wall_s"],
-        "tokens_per_s": done["tokens_per_s"],
-        "output": str(out),
-        "solved": sorted(solved_problems(out / "samples.jsonl")),
-        "rates": pass_rates(out / "samples.jsonl"),
+        "pass@1": sum(rates.values()) / len(rates),
+        "passed": sum(d["counts"]["passed"] for d in done),
+        "problems": done[0]["problems"],
+        "backend": done[0]["backend"],
+        "wall_s": sum(d["wall_s"] for d in done),
+        "tokens_per_s": sum(d["tokens_per_s"] for d in done) / n,
+        "output": [str(out) for out in outs] if n > 1 else str(outs[0]),
+        "solved": sorted(task for task, rate in rates.items() if rate > 0),
+        "rates": rates,
     }
 
 
@@ -104,6 +115,10 @@ def main() -> None:
     if (args.n_samples > 1) != (args.temperature > 0):
         parser.error("sample with both --n-samples > 1 and --temperature > 0, or neither")
     sampling = (args.n_samples, args.temperature)
+    for i in range(args.n_samples):  # pass by pass: an interrupted run has whole passes done
+        for v in args.variants:
+            out = out_dir(args.model, v, args.temperature, i)
+            run_eval(args.model, v, args.prompting, out, args.temperature, i)
     results = {v: score(args.model, v, args.prompting, *sampling) for v in args.variants}
     record = {
         "benchmark": "quantize_quality",
@@ -119,7 +134,7 @@ def main() -> None:
     }
     print(json.dumps(record, indent=2))
     (HERE / "results").mkdir(exist_ok=True)
-    name = out_dir(args.model, "", *sampling).name.replace("--", "-").rstrip("-")
+    name = args.model + (f"-n{args.n_samples}-t{args.temperature:g}" if args.temperature else "")
     (HERE / "results" / f"quantize_quality_{name}.json").write_text(json.dumps(record, indent=2))
     table = markdown(record) if args.temperature == 0 else sampled_markdown(record)
     replace_section(table.splitlines()[0], table)
@@ -176,7 +191,7 @@ def sampled_markdown(record: dict) -> str:
         "| target | met |",
         "|---" * 8 + "|",
     ]
-    for name, r in results.items():
+    for name, r in sorted(results.items(), key=lambda item: item[0] != "float"):
         target = TARGETS.get(name.removesuffix(FP32))
         change = interval = met = ""
         if name != "float":
