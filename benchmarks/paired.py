@@ -10,8 +10,7 @@ from pathlib import Path
 
 def solved_problems(samples: Path) -> set[str]:
     """Task ids with a passing sample in an eval's samples.jsonl."""
-    rows = (json.loads(line) for line in samples.read_text().splitlines() if line.strip())
-    return {r["task_id"] for r in rows if r["result"] == "passed"}
+    return {task for task, rate in pass_rates(samples).items() if rate > 0}
 
 
 def paired(base: set[str] | list[str], other: set[str] | list[str]) -> tuple[int, int, float]:

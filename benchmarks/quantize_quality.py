@@ -198,9 +198,8 @@ def sampled_markdown(record: dict) -> str:
             mean, half = (100 * x for x in paired_change(base["rates"], r["rates"]))
             change, interval = f"{mean:+.1f}", f"{mean - half:+.1f} to {mean + half:+.1f}"
             met = "" if target is None else ("yes" if -mean <= target * 100 else "no")
-        samples = round(sum(r["rates"].values()) * n)
         rows.append(
-            f"| {name} | {r['backend']} | {r['pass@1']:.4f} | {samples}/{r['problems'] * n} "
+            f"| {name} | {r['backend']} | {r['pass@1']:.4f} | {r['passed']}/{r['problems'] * n} "
             f"| {change} | {interval} | {'' if target is None else f'within {target * 100:.0f}'} "
             f"| {met} |"
         )
