@@ -18,7 +18,12 @@ with native bf16.
 nucleus 0.95, sample i of every problem seeded alike in every variant), the lower-variance
 estimate of the Codex paper; the change against float then comes with a 95% interval over
 the paired per-problem pass rates. Each sampled pass is its own eval, in
-runs/quality/<model>-<variant>-tT-sI/, so a long run resumes pass by pass.
+runs/quality/<model>-<variant>-tT-sI/, so a long run resumes pass by pass. Within a runtime
+the seeds are common random numbers (a completion depends only on its prompt and seed), so
+a GGUF variant is also compared with gguf-f16, the same float weights in llama.cpp: that
+change is the quantization's alone, while the change against float also holds the runtimes'
+numerical differences. `--finished-only` writes the table from the passes every variant has
+finished so far, without running anything.
 """
 
 from __future__ import annotations
@@ -104,6 +109,16 @@ def score(model: str, variant: str, prompting: str, n: int = 1, temperature: flo
     }
 
 
+def finished_passes(model: str, variants: list[str], temperature: float) -> int:
+    """How many sampled passes, counted from the first, every variant has finished."""
+    n = 0
+    while all((out_dir(model, v, temperature, n) / "summary.json").is_file() for v in variants):
+        n += 1
+    if n == 0:
+        sys.exit("no variant has a finished sampled pass yet: run without --finished-only")
+    return n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
@@ -111,9 +126,14 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["float", *TARGETS])
     parser.add_argument("--n-samples", type=int, default=1, help="completions per problem")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="run nothing: write the table from the sampled passes that every "
+                        "variant has finished")  # fmt: skip
     args = parser.parse_args()
     if (args.n_samples > 1) != (args.temperature > 0):
         parser.error("sample with both --n-samples > 1 and --temperature > 0, or neither")
+    if args.finished_only:
+        args.n_samples = finished_passes(args.model, args.variants, args.temperature)
     sampling = (args.n_samples, args.temperature)
     for i in range(args.n_samples):  # pass by pass: an interrupted run has whole passes done
         for v in args.variants:
@@ -182,27 +202,53 @@ def markdown(record: dict) -> str:
     )
 
 
+SAME_RUNTIME = "gguf-f16"  # the float weights in llama.cpp: the GGUF variants' own reference
+
+
+def references(name: str, results: dict) -> list[str]:
+    """What a variant is compared with: the float model, and for a llama.cpp variant also the
+    F16 GGUF, the same weights in the same runtime (so the change is the quantization's)."""
+    refs = ["float"] if name != "float" and "float" in results else []
+    if name.startswith("gguf-") and name != SAME_RUNTIME and SAME_RUNTIME in results:
+        refs.append(SAME_RUNTIME)
+    return refs
+
+
+def change_cells(results: dict, name: str, ref: str) -> tuple[str, float]:
+    """'+x.x (+a.a to +b.b)' points against ref, and the mean change in points."""
+    if ref not in references(name, results):
+        return "", 0.0
+    mean, half = (100 * x for x in paired_change(results[ref]["rates"], results[name]["rates"]))
+    return f"{mean:+.1f} ({mean - half:+.1f} to {mean + half:+.1f})", mean
+
+
+def sampled_row(results: dict, name: str, n: int) -> str:
+    """One variant: pass@1, its change against each reference, target and verdict."""
+    r = results[name]
+    vs_float, drop_float = change_cells(results, name, "float")
+    vs_f16, drop_f16 = change_cells(results, name, SAME_RUNTIME)
+    target = TARGETS.get(name.removesuffix(FP32))
+    judged = drop_f16 if vs_f16 else drop_float  # the quantization's own change, where known
+    met = "" if target is None or not (vs_f16 or vs_float) else (
+        "yes" if -judged <= target * 100 else "no")  # fmt: skip
+    within = "" if target is None else f"within {target * 100:.0f}"
+    return (
+        f"| {name} | {r['backend']} | {r['pass@1']:.4f} | {r['passed']}/{r['problems'] * n} "
+        f"| {vs_float} | {vs_f16} | {within} | {met} |"
+    )
+
+
 def sampled_markdown(record: dict) -> str:
-    """Sampled pass@1 per variant, its change against float with a 95% interval, the target."""
+    """Sampled pass@1 per variant, its change against float (and, for GGUF variants, against
+    the F16 GGUF in the same runtime) with 95% intervals, the target and the verdict."""
     results, n, t = record["results"], record["n_samples"], record["temperature"]
-    base = results["float"]
+    order = sorted(results, key=lambda name: (name != "float", name != SAME_RUNTIME, name))
     rows = [
-        "| variant | backend | pass@1 | samples passed | change vs float (points) | 95% interval "
-        "| target | met |",
+        "| variant | backend | pass@1 | samples passed | vs float: points (95% interval) "
+        f"| vs {SAME_RUNTIME}, same runtime: points (95% interval) | target | met |",
         "|---" * 8 + "|",
+        *(sampled_row(results, name, n) for name in order),
     ]
-    for name, r in sorted(results.items(), key=lambda item: item[0] != "float"):
-        target = TARGETS.get(name.removesuffix(FP32))
-        change = interval = met = ""
-        if name != "float":
-            mean, half = (100 * x for x in paired_change(base["rates"], r["rates"]))
-            change, interval = f"{mean:+.1f}", f"{mean - half:+.1f} to {mean + half:+.1f}"
-            met = "" if target is None else ("yes" if -mean <= target * 100 else "no")
-        rows.append(
-            f"| {name} | {r['backend']} | {r['pass@1']:.4f} | {r['passed']}/{r['problems'] * n} "
-            f"| {change} | {interval} | {'' if target is None else f'within {target * 100:.0f}'} "
-            f"| {met} |"
-        )
     return "\n".join(
         [
             f"## HumanEval of quantized variants, sampled pass@1: {record['model']}",
@@ -212,8 +258,11 @@ def sampled_markdown(record: dict) -> str:
             f"Full HumanEval (164), {n} samples per problem at temperature {t:g} (nucleus 0.95; "
             f"sample i of every problem has the same seed in every variant), "
             f"{record['prompting']} prompting, 512 new tokens at most, sandboxed; pass@1 is the "
-            "mean share of passing samples. The interval is the 95% normal interval of the mean "
-            "per-problem change in pass rate (paired over the 164 problems).",
+            "mean share of passing samples. An interval is the 95% normal interval of the mean "
+            "per-problem change in pass rate (paired over the 164 problems). A GGUF variant is "
+            f"judged against {SAME_RUNTIME} (the float weights in the same runtime and sampler, "
+            "so the change is the quantization's alone) where that was scored, else against "
+            "float.",
             "",
             *rows,
             "",

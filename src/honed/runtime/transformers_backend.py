@@ -20,6 +20,7 @@ from transformers import GenerationConfig, StoppingCriteriaList
 from honed.errors import HonedError
 from honed.models.load import load_model
 from honed.models.resolve import ModelSource
+from honed.runtime import row_decode
 from honed.runtime.base import Completion, GenerationParams, Usage, register
 from honed.runtime.hf_tokenizer import TokenizerMethods, context_size_of
 from honed.runtime.int8_cpu import fast_compute_dtype, pack_int8_linears
@@ -30,7 +31,7 @@ from honed.runtime.text import (
     token_budget,
     truncate_at_stop,
 )
-from honed.runtime.transformers_hooks import DECODE, StepWatch, TextQueue
+from honed.runtime.transformers_hooks import DECODE, StepWatch, TextQueue, stop_checker
 
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -68,6 +69,7 @@ class TransformersBackend(TokenizerMethods):
         self.model.generation_config = GenerationConfig(**self._token_ids)
         eos = self._token_ids["eos_token_id"]
         self._eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        self._row_decode = row_decode.supports_row_decode(self.model)
 
     def _special_token_ids(self) -> dict[str, Any]:
         own = self.model.generation_config
@@ -83,7 +85,12 @@ class TransformersBackend(TokenizerMethods):
         return next(self.model.parameters()).device
 
     def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
-        """Complete prompts in batches of similar length; results keep the prompts' order."""
+        """Complete prompts in batches of similar length; results keep the prompts' order.
+
+        Causal models decode with honed's row decoder (a finished row leaves the batch, each
+        row samples with its own generator seeded with params.seed); text-to-text models go
+        through transformers' `generate`.
+        """
         self._seed(params)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: dict[int, Completion] = {}
@@ -198,17 +205,37 @@ class TransformersBackend(TokenizerMethods):
         stop = clean_stops(params.stop)
         encoded = [self._encode(p) for p in prompts]
         inputs, max_new = self._inputs(encoded, params)
-        watch = StepWatch(self.tokenizer, stop)
         with torch.inference_mode():
-            out = self.model.generate(**self._generate_kwargs(inputs, params, max_new, watch))
+            if self._row_decode:
+                rows, first_at = self._decode_rows(inputs, max_new, params, stop)
+            else:
+                rows, first_at = self._generate_rows(inputs, max_new, params, stop)
         total = time.perf_counter() - started
-        ttft = (watch.first_token_at or started + total) - started
-        new = out[:, 1:] if self.is_seq2seq else out[:, inputs["input_ids"].shape[1] :]
-        timing = {"ttft_s": ttft, "total_s": total}
+        timing = {"ttft_s": (first_at or started + total) - started, "total_s": total}
         return [
-            self._completion(new[row].tolist(), watch.stopped_at.get(row), stop, len(ids), timing)
-            for row, ids in enumerate(encoded)
+            self._completion(ids, stopped_at, stop, len(prompt), timing)
+            for (ids, stopped_at), prompt in zip(rows, encoded, strict=True)
         ]
+
+    def _decode_rows(
+        self, inputs: dict[str, torch.Tensor], max_new: int, params: GenerationParams,
+        stop: tuple[str, ...],
+    ) -> tuple[list[tuple[list[int], int | None]], float | None]:  # fmt: skip
+        """New ids per row from honed's decoder, which drops each row as it finishes."""
+        checker = stop_checker(self.tokenizer, stop)
+        out = row_decode.decode(self.model, inputs, max_new, params, eos=self._eos, stopped=checker)
+        return [(ids, None) for ids in out.ids], out.first_token_at
+
+    def _generate_rows(
+        self, inputs: dict[str, torch.Tensor], max_new: int, params: GenerationParams,
+        stop: tuple[str, ...],
+    ) -> tuple[list[tuple[list[int], int | None]], float | None]:  # fmt: skip
+        """New ids per row, and where a stop string cut each, from transformers' `generate`."""
+        watch = StepWatch(self.tokenizer, stop)
+        out = self.model.generate(**self._generate_kwargs(inputs, params, max_new, watch))
+        new = out[:, 1:] if self.is_seq2seq else out[:, inputs["input_ids"].shape[1] :]
+        rows = [(new[row].tolist(), watch.stopped_at.get(row)) for row in range(len(new))]
+        return rows, watch.first_token_at
 
     def _completion(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -18,6 +18,21 @@ from transformers.generation.streamers import BaseStreamer
 from honed.runtime.text import find_stop
 
 DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+
+
+def stop_window(stop: tuple[str, ...]) -> int:
+    """How many trailing tokens surely hold a stop string that has just appeared."""
+    return 4 * max((len(s) for s in stop), default=0) + 4
+
+
+def stop_checker(tokenizer: Any, stop: tuple[str, ...]) -> Callable[[list[int]], bool]:
+    """ends_in_stop(new ids): whether the decoded tail of a completion holds a stop string."""
+    window = stop_window(stop)
+
+    def ends_in_stop(ids: list[int]) -> bool:
+        return bool(stop) and find_stop(tokenizer.decode(ids[-window:], **DECODE), stop) is not None
+
+    return ends_in_stop
 
 
 class StepWatch(StoppingCriteria):
@@ -30,7 +45,7 @@ class StepWatch(StoppingCriteria):
     def __init__(self, tokenizer: Any, stop: tuple[str, ...]) -> None:
         self.tokenizer = tokenizer
         self.stop = stop
-        self.window = 4 * max((len(s) for s in stop), default=0) + 4  # tokens that hold a stop
+        self.window = stop_window(stop)
         self.first_token_at: float | None = None
         self.start = 0
         self.stopped_at: dict[int, int] = {}

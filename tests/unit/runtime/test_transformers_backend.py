@@ -6,46 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import (
-    GenerationConfig,
-    LlamaConfig,
-    LlamaForCausalLM,
-    T5Config,
-    T5ForConditionalGeneration,
-)
+from transformers import GenerationConfig
 
 from honed.errors import HonedError
 from honed.runtime import Backend, GenerationParams, load_backend
 
 PROMPTS = ["add one and two", "add three and four and five and six", "def add(a, b):\n    return"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, above all on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def reinitialized(src: Path, path: Path, config_cls, model_cls, **scale: float) -> Path:
-    """A copy of a tiny model dir with fresh random weights drawn at another scale."""
-    shutil.copytree(src, path, dirs_exist_ok=True)
-    config = config_cls.from_pretrained(path)
-    for name, value in scale.items():
-        setattr(config, name, value)
-    torch.manual_seed(0)
-    model_cls(config).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def lively_dir(tiny_causal: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama with larger random weights, so its output depends on the whole prompt."""
-    return reinitialized(tiny_causal, tmp_path_factory.mktemp("lively"), LlamaConfig,
-                         LlamaForCausalLM, initializer_range=0.2)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +20,8 @@ def causal(lively_dir: Path) -> Backend:
 
 
 @pytest.fixture(scope="module")
-def seq2seq(tiny_seq2seq: Path, tmp_path_factory: pytest.TempPathFactory) -> Backend:
-    """The tiny T5 with larger random weights (at the default scale it only emits padding)."""
-    path = reinitialized(tiny_seq2seq, tmp_path_factory.mktemp("lively-t5"), T5Config,
-                         T5ForConditionalGeneration, initializer_factor=20.0)  # fmt: skip
-    return load_backend(str(path), device="cpu")
+def seq2seq(lively_t5_dir: Path) -> Backend:
+    return load_backend(str(lively_t5_dir), device="cpu")
 
 
 def greedy(max_new_tokens: int = 12, stop: tuple[str, ...] = ()) -> GenerationParams:
