@@ -60,11 +60,17 @@ class Decoded:
 
 
 def supports_row_decode(model: Any) -> bool:
-    """Causal models whose forward takes a cache and explicit positions (all of transformers')."""
-    if model.config.is_encoder_decoder:
+    """Causal models whose forward takes a cache and explicit positions, with a cache whose
+    every layer can drop rows (transformers' attention layers can; others use `generate`)."""
+    if model.config.is_encoder_decoder or not (
+        accepts(model, "past_key_values") and accepts(model, "position_ids")
+    ):
         return False
-    names = inspect.signature(model.forward).parameters
-    return "past_key_values" in names and "position_ids" in names
+    try:
+        layers = DynamicCache(config=model.config).layers
+    except Exception:  # a config the dynamic cache cannot lay out
+        return False
+    return all(hasattr(layer, "batch_select_indices") for layer in layers)
 
 
 def make_sampler(params: GenerationParams, rows: int, device: torch.device) -> Callable:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import Gemma2Config, Gemma2ForCausalLM
 
 from honed.runtime import GenerationParams, load_backend, row_decode
 
@@ -85,3 +86,28 @@ def test_unseeded_samples_differ(backend) -> None:
     params = GenerationParams(max_new_tokens=12, temperature=1.0)
     first, second = (backend.generate(PROMPTS[:1], params)[0].text for _ in range(2))
     assert first != second
+
+
+def test_sliding_window_layers_decode_like_generate(backend) -> None:
+    """A Gemma2-shaped model (every other layer a sliding window of 8 tokens, shorter than
+    the prompts) decodes what `generate` decodes, rows dropping out of both cache kinds."""
+    config = Gemma2Config(vocab_size=len(backend.tokenizer), hidden_size=64,
+                          intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                          num_key_value_heads=1, head_dim=32, sliding_window=8,
+                          pad_token_id=backend.tokenizer.pad_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(config).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.2)
+    assert row_decode.supports_row_decode(model)
+    inputs = padded(backend, PROMPTS)
+    with torch.inference_mode():
+        expected = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+        free = row_decode.decode(model, inputs, 12, GenerationParams(), eos=set(),
+                                 stopped=lambda ids: False)  # fmt: skip
+        end = free.ids[1][4]
+        cut = row_decode.decode(model, inputs, 12, GenerationParams(), eos={end},
+                                stopped=lambda ids: False)  # fmt: skip
+    assert free.ids == expected[:, inputs["input_ids"].shape[1] :].tolist()
+    for before, after in zip(free.ids, cut.ids, strict=True):
+        assert after == (before[: before.index(end) + 1] if end in before else before)
