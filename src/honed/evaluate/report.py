@@ -143,6 +143,8 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     for key in ("generation_s", "execution_s", "wall_s"):
         if summary.get(key) is not None:
             rows.append((key.replace("_s", " time (s)"), f"{summary[key]:.1f}"))
+    if summary.get("cpu_steal") is not None:
+        rows.append(("CPU steal (host took, during the eval)", f"{summary['cpu_steal']:.1%}"))
     return rows
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from honed import artifacts
+from honed.bench import machine
 from honed.config import EvalConfig
 from honed.errors import HonedError
 from honed.evaluate import tasks
@@ -295,6 +296,18 @@ def run_code(cfg: EvalConfig, plan: CodePlan, backend: Backend | None) -> tuple[
     return summary, scorer.rows
 
 
+def timing_steal(before: tuple[int, int] | None) -> dict[str, float]:
+    """The share of CPU time the host took while the eval ran (its timings read low by it),
+    with a warning when it passes the bench stage's threshold."""
+    share = machine.steal_share(before, machine.cpu_ticks())
+    if share is None:
+        return {}
+    if share > machine.STEAL_WARN:
+        log.warning("the host took %.0f%% of the CPU time during this eval (CPU steal): its "
+                    "timings read low; pass@k is unaffected", 100 * share)  # fmt: skip
+    return {"cpu_steal": round(share, 4)}
+
+
 def evaluate(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
     """Run the eval stage; returns the summary (also written to the output directory)."""
     from honed.evaluate import textmetrics
@@ -307,13 +320,14 @@ def evaluate(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
     work = artifacts.prepare_output(final, overwrite=cfg.overwrite, resume=False)
     owned = backend is None and plan.needs_backend
     try:
-        began = time.monotonic()
+        began, ticks = time.monotonic(), machine.cpu_ticks()
         if owned:
             backend = load_model_backend(cfg)
         runner = textmetrics.run_text if is_text else run_code
         summary, rows = runner(cfg, plan, backend)  # type: ignore[arg-type]
         summary = {**base_summary(cfg, model, getattr(backend, "name", None)), **summary}
         summary |= {"wall_s": round(time.monotonic() - began, 3), "output": str(final)}
+        summary |= timing_steal(ticks)
         write_outputs(work, summary, rows)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
