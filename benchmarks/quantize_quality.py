@@ -132,6 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     if (args.n_samples > 1) != (args.temperature > 0):
         parser.error("sample with both --n-samples > 1 and --temperature > 0, or neither")
+    planned = args.n_samples
     if args.finished_only:
         args.n_samples = finished_passes(args.model, args.variants, args.temperature)
     sampling = (args.n_samples, args.temperature)
@@ -145,6 +146,7 @@ def main() -> None:
         "model": args.model,
         "prompting": args.prompting,
         "n_samples": args.n_samples,
+        "planned_samples": planned,
         "temperature": args.temperature,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -238,6 +240,16 @@ def sampled_row(results: dict, name: str, n: int) -> str:
     )
 
 
+def so_far(record: dict) -> str:
+    """', the first N of M planned passes' when the table was written from an unfinished run."""
+    planned, n = record.get("planned_samples", record["n_samples"]), record["n_samples"]
+    return (
+        f" (the first {n} of {planned} planned passes: the rest are not run yet)"
+        if planned > n
+        else ""
+    )
+
+
 def sampled_markdown(record: dict) -> str:
     """Sampled pass@1 per variant, its change against float (and, for GGUF variants, against
     the F16 GGUF in the same runtime) with 95% intervals, the target and the verdict."""
@@ -257,12 +269,12 @@ def sampled_markdown(record: dict) -> str:
             f"`{record['command']}`. Finished evals are reused.",
             f"Full HumanEval (164), {n} samples per problem at temperature {t:g} (nucleus 0.95; "
             f"sample i of every problem has the same seed in every variant), "
-            f"{record['prompting']} prompting, 512 new tokens at most, sandboxed; pass@1 is the "
-            "mean share of passing samples. An interval is the 95% normal interval of the mean "
-            "per-problem change in pass rate (paired over the 164 problems). A GGUF variant is "
-            f"judged against {SAME_RUNTIME} (the float weights in the same runtime and sampler, "
-            "so the change is the quantization's alone) where that was scored, else against "
-            "float.",
+            f"{record['prompting']} prompting, 512 new tokens at most, sandboxed{so_far(record)}; "
+            "pass@1 is the mean share of passing samples. An interval is the 95% normal "
+            "interval of the mean per-problem change in pass rate (paired over the 164 "
+            f"problems). A GGUF variant is judged against {SAME_RUNTIME} (the float weights "
+            "in the same runtime and sampler, so the change is the quantization's alone) where "
+            "that was scored, else against float.",
             "",
             *rows,
             "",
