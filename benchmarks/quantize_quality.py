@@ -154,12 +154,31 @@ def main() -> None:
         "versions": library_versions(("torchao", "onnxruntime")),
         "results": results,
     }
-    print(json.dumps(record, indent=2))
-    (HERE / "results").mkdir(exist_ok=True)
     name = args.model + (f"-n{args.n_samples}-t{args.temperature:g}" if args.temperature else "")
-    (HERE / "results" / f"quantize_quality_{name}.json").write_text(json.dumps(record, indent=2))
+    saved = HERE / "results" / f"quantize_quality_{name}.json"
+    if args.temperature:
+        carry_rows(record, saved)
+    print(json.dumps(record, indent=2))
+    saved.parent.mkdir(exist_ok=True)
+    saved.write_text(json.dumps(record, indent=2))
     table = markdown(record) if args.temperature == 0 else sampled_markdown(record)
     replace_section(table.splitlines()[0], table)
+
+
+def carry_rows(record: dict, saved: Path) -> None:
+    """Keep the variants of the saved record of the same model and sampling that this run did
+    not score (their evals may be gone from runs/): a long sampled comparison can be run
+    variant group by variant group, in different sessions."""
+    if not saved.is_file():
+        return
+    old = json.loads(saved.read_text())
+    same = ("prompting", "n_samples", "temperature")
+    if any(old.get(key) != record[key] for key in same):
+        return
+    for name, result in old["results"].items():
+        if name not in record["results"]:
+            record["results"][name] = {**result, "scored": result.get("scored", old["date"])}
+            record.setdefault("carried", {})[name] = result.get("scored", old["date"])
 
 
 def markdown(record: dict) -> str:
@@ -250,6 +269,15 @@ def so_far(record: dict) -> str:
     )
 
 
+def carried_note(record: dict) -> str:
+    """' Rows kept from earlier runs: NAME (scored DATE), ...' when some were carried."""
+    carried = record.get("carried", {})
+    if not carried:
+        return ""
+    rows = ", ".join(f"{name} (scored {date})" for name, date in sorted(carried.items()))
+    return f" Rows kept from an earlier run of the same sampling, not re-run: {rows}."
+
+
 def sampled_markdown(record: dict) -> str:
     """Sampled pass@1 per variant, its change against float (and, for GGUF variants, against
     the F16 GGUF in the same runtime) with 95% intervals, the target and the verdict."""
@@ -266,7 +294,7 @@ def sampled_markdown(record: dict) -> str:
             f"## HumanEval of quantized variants, sampled pass@1: {record['model']}",
             "",
             f"Table written {record['date']} on {record['machine']['cpu']}; "
-            f"`{record['command']}`. Finished evals are reused.",
+            f"`{record['command']}`. Finished evals are reused.{carried_note(record)}",
             f"Full HumanEval (164), {n} samples per problem at temperature {t:g} (nucleus 0.95; "
             f"sample i of every problem has the same seed in every variant), "
             f"{record['prompting']} prompting, 512 new tokens at most, sandboxed{so_far(record)}; "

@@ -273,6 +273,10 @@ class EvalConfig(RuntimeConfig):
     max_new_tokens: int = Field(512, gt=0, description="New tokens per completion at most.")
     seed: int = Field(42, description="Sampling seed (sample i of each problem uses seed + i).")
     batch_size: int = Field(8, gt=0, description="Prompts per generate call.")
+    stop_at_code: bool = Field(
+        True,
+        description="Chat prompting on code tasks: end a reply once it holds a closed ```python block defining the function under test (the code scored is the same; the prose after it is not generated).",
+    )
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N problems or rows.")
     workers: int = Field(2, gt=0, description="Sandboxed programs run in parallel with generation.")
     timeout_s: float = Field(

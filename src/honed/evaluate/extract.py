@@ -5,6 +5,9 @@ test; else the longest such block; else any fenced block; a fence left open by a
 at the token limit counts as a block. A reply without fences is used from its first
 code-looking line, dropping trailing prose until it parses. A top-level
 `if __name__ == "__main__":` block is removed: it is example usage, not the solution.
+
+`answer_complete` tells, while a reply is still being generated, when `extract_code` can no
+longer change: the eval ends the reply there instead of generating the prose that follows.
 """
 
 from __future__ import annotations
@@ -76,6 +79,22 @@ def strip_main_guard(code: str) -> str:
     while body < len(lines) and (not lines[body].strip() or lines[body][0] in " \t"):
         body += 1
     return strip_main_guard(before + "".join(lines[body:]))
+
+
+def answer_complete(reply: str, entry_point: str | None) -> bool:
+    """True once the reply holds a closed Python (or untagged) block that defines entry_point.
+
+    `extract_code` takes the first such block whatever text follows it (later blocks can only
+    come after it in the preference order), so the rest of the reply cannot change the code.
+    """
+    if not entry_point or reply.count("```") < 2:
+        return False
+    for match in FENCE.finditer(reply):
+        closed = match.group(0).rsplit("\n", 1)[-1].strip() == "```"
+        lang, code = match.group(1).lower(), match.group(2)
+        if closed and lang in PYTHON_TAGS and defines(code, entry_point):
+            return True
+    return False
 
 
 def extract_code(reply: str, entry_point: str | None = None) -> str:

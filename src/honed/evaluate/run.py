@@ -22,6 +22,7 @@ from honed.bench import machine
 from honed.config import EvalConfig
 from honed.errors import HonedError
 from honed.evaluate import tasks
+from honed.evaluate.extract import answer_complete
 from honed.evaluate.passk import pass_at_k
 from honed.evaluate.report import (
     base_summary,
@@ -32,7 +33,7 @@ from honed.evaluate.report import (
 )
 from honed.evaluate.sandbox import SandboxLimits, SandboxPool, SandboxUnavailable, check_sandbox
 from honed.progress import track
-from honed.runtime.base import Backend, Completion, GenerationParams
+from honed.runtime.base import Backend, Completion, Finished, GenerationParams
 from honed.runtime.configured import load_configured
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,9 @@ def choose_prompting(requested: str, has_chat_template: bool) -> str:
     return requested
 
 
-def params_for(cfg: EvalConfig, sample: int, stop: tuple[str, ...]) -> GenerationParams:
+def params_for(
+    cfg: EvalConfig, sample: int, stop: tuple[str, ...], finished: Finished = None
+) -> GenerationParams:
     """Generation settings for sample number `sample` of every problem."""
     return GenerationParams(
         max_new_tokens=cfg.max_new_tokens,
@@ -154,7 +157,15 @@ def params_for(cfg: EvalConfig, sample: int, stop: tuple[str, ...]) -> Generatio
         top_p=cfg.top_p,
         seed=cfg.seed + sample,
         stop=stop,
+        finished=finished,
     )
+
+
+def code_done(prompts: list[str], problems: list[tasks.Problem]) -> Finished:
+    """finished(prompt, reply) for chat replies: true once the reply's scored code is complete
+    (`answer_complete`), so the prose a chat model writes after its code is not generated."""
+    entry = dict(zip(prompts, (p.entry_point for p in problems), strict=True))
+    return lambda prompt, reply: answer_complete(reply, entry.get(prompt))
 
 
 def generate_in_batches(
@@ -226,10 +237,12 @@ def generate_code(cfg: EvalConfig, plan: CodePlan, backend: Backend, scorer: Sco
     task, problems = plan.task, plan.problems
     prompts = [code_prompt(backend, task, p, prompting, template) for p in problems]
     stops = task.stops if prompting == "base" else ()
+    early = prompting == "chat" and cfg.stop_at_code
+    finished = code_done(prompts, problems) if early else None
     stats = GenStats()
     for sample in range(cfg.n_samples):
         label = f"{task.name}: sample {sample + 1}/{cfg.n_samples}"
-        params = params_for(cfg, sample, stops)
+        params = params_for(cfg, sample, stops, finished)
         for index, text, completion in generate_in_batches(
             backend, prompts, params, cfg.batch_size, stats, label
         ):
@@ -244,7 +257,7 @@ def generate_code(cfg: EvalConfig, plan: CodePlan, backend: Backend, scorer: Sco
                 **({"error": completion.extra["error"]} if "error" in completion.extra else {}),
             }
             scorer.add(row, tasks.program_for(task, problem, text, prompting))
-    return prompting, {**stats.as_dict(), "stop": list(stops)}
+    return prompting, {**stats.as_dict(), "stop": list(stops), "stop_at_code": early}
 
 
 def rescore_code(cfg: EvalConfig, plan: CodePlan, scorer: Scorer) -> str:

@@ -21,6 +21,9 @@ from honed.models.resolve import ModelSource, resolve
 log = logging.getLogger(__name__)
 
 
+Finished = Callable[[str, str], bool] | None  # finished(prompt, text so far): is it complete?
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How to generate: greedy when temperature is 0, seeded sampling otherwise."""
@@ -30,6 +33,10 @@ class GenerationParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # finished(prompt, text so far), asked after each new token: True ends that completion
+    # there with its text whole (finish_reason "stop"). The eval ends a chat reply with it
+    # once the code it scores is complete.
+    finished: Finished = None
 
 
 @dataclass

@@ -53,7 +53,7 @@ class Decoded:
     """New token ids per prompt (end-of-sequence token included), and when the first came."""
 
     ids: list[list[int]]
-    stopped: list[bool]  # ended on a stop string
+    stopped: list[bool]  # ended on a stop string (or as finished)
     first_token_at: float | None = None
     steps: int = 0
     row_steps: int = field(default=0)  # rows decoded, summed over steps: the work done
@@ -105,10 +105,10 @@ def decode(
     params: GenerationParams,
     *,
     eos: set[int],
-    stopped: Callable[[list[int]], bool],
+    stopped: Callable[[int, list[int]], bool],
 ) -> Decoded:
-    """Decode left-padded `inputs` up to max_new tokens per row; `stopped(ids)` says whether a
-    row's new ids end in a stop string."""
+    """Decode left-padded `inputs` up to max_new tokens per row; `stopped(row, ids)` says
+    whether a row's new ids end in a stop string (or finish it otherwise)."""
     mask = inputs["attention_mask"]
     positions = (mask.long().cumsum(-1) - 1).masked_fill_(mask == 0, 1)
     batch = len(mask)
@@ -149,7 +149,7 @@ def finish_rows(
     index: list[int],
     chosen: list[int],
     eos: set[int],
-    stopped: Callable[[list[int]], bool],
+    stopped: Callable[[int, list[int]], bool],
     *,
     last: bool,
 ) -> list[int]:
@@ -158,7 +158,7 @@ def finish_rows(
     for j, (row, token) in enumerate(zip(index, chosen, strict=True)):
         ids = out.ids[row]
         ids.append(token)
-        out.stopped[row] = token not in eos and stopped(ids)
+        out.stopped[row] = token not in eos and stopped(row, ids)
         if not (last or token in eos or out.stopped[row]):
             keep.append(j)
     return keep

@@ -55,7 +55,7 @@ class SequentialBackend:
         tokens = self._prompt_tokens(prompt)
         tally = Tally(started, len(tokens))
         try:
-            yield from self._run(tokens, params, tally)
+            yield from self._run(prompt, tokens, params, tally)
         finally:
             if usage is not None:
                 tally.fill(usage)
@@ -70,7 +70,7 @@ class SequentialBackend:
         started = time.perf_counter()
         tokens = self._prompt_tokens(prompt)
         tally = Tally(started, len(tokens))
-        text = "".join(self._run(tokens, params, tally))
+        text = "".join(self._run(prompt, tokens, params, tally))
         total = time.perf_counter() - started
         return Completion(
             text=text,
@@ -81,12 +81,21 @@ class SequentialBackend:
             finish_reason="stop" if tally.ended or tally.stopped else "length",
         )
 
-    def _run(self, tokens: list[int], params: GenerationParams, tally: Tally) -> Iterator[str]:
-        """The completion's text, piece by piece, ending at a stop string, EOG or the budget."""
+    def _run(
+        self, prompt: str, tokens: list[int], params: GenerationParams, tally: Tally
+    ) -> Iterator[str]:
+        """The completion's text, piece by piece, ending at a stop string, EOG, the budget, or
+        when `params.finished` says the text so far is complete."""
         stops = StopFilter(params.stop)
         pieces = self._pieces(tokens, params, tally)
+        text, done = "", False
         try:
-            yield from filter_stream(pieces, stops)
+            for piece in filter_stream(pieces, stops):
+                yield piece
+                text += piece
+                if params.finished is not None and params.finished(prompt, text):
+                    done = True
+                    return
         finally:
             pieces.close()  # stops the runtime's token loop too
-            tally.stopped = stops.stopped
+            tally.stopped = stops.stopped or done

@@ -109,7 +109,8 @@ class TransformersBackend(TokenizerMethods):
         stop = clean_stops(params.stop)
         encoded = self._encode(prompt)
         inputs, max_new = self._inputs([encoded], params)
-        watch, streamer = StepWatch(self.tokenizer, stop), TextQueue(self.tokenizer)
+        watch = StepWatch(self.tokenizer, stop, [prompt], params.finished)
+        streamer = TextQueue(self.tokenizer)
         errors: list[BaseException] = []
         kwargs = self._generate_kwargs(inputs, params, max_new, watch)
         thread = threading.Thread(target=self._run, args=(kwargs, streamer, errors), daemon=True)
@@ -207,9 +208,9 @@ class TransformersBackend(TokenizerMethods):
         inputs, max_new = self._inputs(encoded, params)
         with torch.inference_mode():
             if self._row_decode:
-                rows, first_at = self._decode_rows(inputs, max_new, params, stop)
+                rows, first_at = self._decode_rows(inputs, max_new, params, stop, prompts)
             else:
-                rows, first_at = self._generate_rows(inputs, max_new, params, stop)
+                rows, first_at = self._generate_rows(inputs, max_new, params, stop, prompts)
         total = time.perf_counter() - started
         timing = {"ttft_s": (first_at or started + total) - started, "total_s": total}
         return [
@@ -219,19 +220,20 @@ class TransformersBackend(TokenizerMethods):
 
     def _decode_rows(
         self, inputs: dict[str, torch.Tensor], max_new: int, params: GenerationParams,
-        stop: tuple[str, ...],
+        stop: tuple[str, ...], prompts: list[str],
     ) -> tuple[list[tuple[list[int], int | None]], float | None]:  # fmt: skip
         """New ids per row from honed's decoder, which drops each row as it finishes."""
-        checker = stop_checker(self.tokenizer, stop)
+        checker = stop_checker(self.tokenizer, stop, prompts, params.finished)
         out = row_decode.decode(self.model, inputs, max_new, params, eos=self._eos, stopped=checker)
-        return [(ids, None) for ids in out.ids], out.first_token_at
+        ends = [len(ids) if end else None for ids, end in zip(out.ids, out.stopped, strict=True)]
+        return list(zip(out.ids, ends, strict=True)), out.first_token_at
 
     def _generate_rows(
         self, inputs: dict[str, torch.Tensor], max_new: int, params: GenerationParams,
-        stop: tuple[str, ...],
+        stop: tuple[str, ...], prompts: list[str],
     ) -> tuple[list[tuple[list[int], int | None]], float | None]:  # fmt: skip
         """New ids per row, and where a stop string cut each, from transformers' `generate`."""
-        watch = StepWatch(self.tokenizer, stop)
+        watch = StepWatch(self.tokenizer, stop, prompts, params.finished)
         out = self.model.generate(**self._generate_kwargs(inputs, params, max_new, watch))
         new = out[:, 1:] if self.is_seq2seq else out[:, inputs["input_ids"].shape[1] :]
         rows = [(new[row].tolist(), watch.stopped_at.get(row)) for row in range(len(new))]
@@ -250,7 +252,8 @@ class TransformersBackend(TokenizerMethods):
         eos_at = next((n for n, token in enumerate(ids) if token in self._eos), None)
         ids = ids if eos_at is None else ids[: eos_at + 1]
         text, stopped = truncate_at_stop(self.tokenizer.decode(ids, **DECODE), stop)
-        reason = "stop" if stopped or eos_at is not None else "length"
+        ended = stopped or stopped_at is not None or eos_at is not None  # stopped_at: finished
+        reason = "stop" if ended else "length"
         return Completion(text, prompt_tokens, len(ids), finish_reason=reason, **timing)
 
 

@@ -15,6 +15,7 @@ import torch
 from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
+from honed.runtime.base import Finished
 from honed.runtime.text import find_stop
 
 DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
@@ -25,27 +26,38 @@ def stop_window(stop: tuple[str, ...]) -> int:
     return 4 * max((len(s) for s in stop), default=0) + 4
 
 
-def stop_checker(tokenizer: Any, stop: tuple[str, ...]) -> Callable[[list[int]], bool]:
-    """ends_in_stop(new ids): whether the decoded tail of a completion holds a stop string."""
+def stop_checker(
+    tokenizer: Any, stop: tuple[str, ...], prompts: list[str], finished: Finished = None
+) -> Callable[[int, list[int]], bool]:
+    """ends(row, new ids): whether that row's completion now holds a stop string, or is
+    finished by `finished(prompt, text)`."""
     window = stop_window(stop)
 
-    def ends_in_stop(ids: list[int]) -> bool:
-        return bool(stop) and find_stop(tokenizer.decode(ids[-window:], **DECODE), stop) is not None
+    def ends(row: int, ids: list[int]) -> bool:
+        if stop and find_stop(tokenizer.decode(ids[-window:], **DECODE), stop) is not None:
+            return True
+        return finished is not None and finished(prompts[row], tokenizer.decode(ids, **DECODE))
 
-    return ends_in_stop
+    return ends
 
 
 class StepWatch(StoppingCriteria):
-    """Runs after every generated token: stamps the first one, stops rows at a stop string.
+    """Runs after every generated token: stamps the first one, stops rows at a stop string
+    (or when `finished` says a row's text is complete).
 
-    `stopped_at[row]` is the number of new tokens when that row's stop string appeared;
-    setting `cancelled` stops every row at the next step (a stream whose reader went away).
+    `stopped_at[row]` is the number of new tokens when that row stopped; setting `cancelled`
+    stops every row at the next step (a stream whose reader went away).
     """
 
-    def __init__(self, tokenizer: Any, stop: tuple[str, ...]) -> None:
-        self.tokenizer = tokenizer
-        self.stop = stop
-        self.window = stop_window(stop)
+    def __init__(
+        self,
+        tokenizer: Any,
+        stop: tuple[str, ...],
+        prompts: list[str] | None = None,
+        finished: Finished = None,
+    ) -> None:
+        self.active = bool(stop) or finished is not None
+        self.ends = stop_checker(tokenizer, stop, prompts or [], finished)
         self.first_token_at: float | None = None
         self.start = 0
         self.stopped_at: dict[int, int] = {}
@@ -57,7 +69,7 @@ class StepWatch(StoppingCriteria):
                 torch.cuda.synchronize(input_ids.device)
             self.first_token_at = time.perf_counter()
             self.start = input_ids.shape[1] - 1
-        if self.stop and not self.cancelled:
+        if self.active and not self.cancelled:
             self._check_stops(input_ids)
         done = torch.full((input_ids.shape[0],), self.cancelled, dtype=torch.bool)
         done[list(self.stopped_at)] = True
@@ -65,9 +77,8 @@ class StepWatch(StoppingCriteria):
 
     def _check_stops(self, input_ids: torch.LongTensor) -> None:
         n_new = input_ids.shape[1] - self.start
-        tails = input_ids[:, max(self.start, input_ids.shape[1] - self.window) :].tolist()
-        for row, text in enumerate(self.tokenizer.batch_decode(tails, **DECODE)):
-            if row not in self.stopped_at and find_stop(text, self.stop) is not None:
+        for row, ids in enumerate(input_ids[:, self.start :].tolist()):
+            if row not in self.stopped_at and self.ends(row, ids):
                 self.stopped_at[row] = n_new
 
 

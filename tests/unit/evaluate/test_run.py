@@ -128,6 +128,30 @@ def test_chat_prompting_is_chosen_from_the_model(tmp_path):
     assert forced["prompting"] == "base"
 
 
+def test_chat_replies_end_once_their_code_is_complete(tmp_path):
+    """With chat prompting the backend is told when a reply's code is final; the score is
+    the same as from the whole reply, and --no-stop-at-code turns it off."""
+    answers = humaneval_answers({0, 1}, "chat")
+    prose = "\nThis function works because... " * 20
+
+    def answer(prompt: str, params: GenerationParams) -> str:
+        reply = answers(prompt, params) + prose
+        if params.finished is None:
+            return reply
+        ends = (n for n in range(len(reply) + 1) if params.finished(prompt, reply[:n]))
+        return reply[: next(ends, len(reply))]
+
+    backend = FakeBackend(answer, chat=True)
+    early = evaluate(cfg(tmp_path, limit=3), backend)
+    assert early["stop_at_code"] and early["counts"]["passed"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").open()]
+    assert [row["completion"].endswith("```") for row in rows] == [True, True, False]  # the
+    # wrong answer (a body without its def) never completes: it runs to the end
+    whole = evaluate(cfg(tmp_path, limit=3, stop_at_code=False, overwrite=True), backend)
+    assert not whole["stop_at_code"] and whole["counts"] == early["counts"]
+    assert backend.calls[-1][2].finished is None
+
+
 def test_pass_at_k_with_seeded_samples(tmp_path):
     def answer(prompt: str, params: GenerationParams) -> str:
         good = params.seed == 42  # only the first of the three samples is right

@@ -62,6 +62,15 @@ def test_stop_sequence_truncates_and_stops(llama: Backend) -> None:
     assert "".join(llama.stream(PROMPT, greedy(stop=(stop,)))) == cut.text
 
 
+def test_finished_ends_the_completion_where_it_says(llama: Backend) -> None:
+    full = llama.generate([PROMPT], greedy())[0]
+    params = GenerationParams(max_new_tokens=24, finished=lambda prompt, text: len(text) >= 10)
+    cut = llama.generate([PROMPT], params)[0]
+    assert full.text.startswith(cut.text) and len(cut.text) >= 10
+    assert (cut.finish_reason, cut.completion_tokens < full.completion_tokens) == ("stop", True)
+    assert "".join(llama.stream(PROMPT, params)) == cut.text
+
+
 def test_stream_concatenates_to_generate(llama: Backend) -> None:
     pieces = list(llama.stream(PROMPT, greedy()))
     assert len(pieces) > 1

@@ -33,7 +33,7 @@ def test_greedy_picks_what_generate_picks(backend) -> None:
     with torch.inference_mode():
         expected = backend.model.generate(**inputs, max_new_tokens=16, do_sample=False)
         out = row_decode.decode(
-            backend.model, inputs, 16, GenerationParams(), eos=set(), stopped=lambda ids: False
+            backend.model, inputs, 16, GenerationParams(), eos=set(), stopped=lambda row, ids: False
         )
     new = expected[:, inputs["input_ids"].shape[1] :].tolist()
     assert out.ids == new
@@ -45,12 +45,12 @@ def test_a_finished_row_leaves_the_batch(backend) -> None:
     inputs = padded(backend, PROMPTS)
     with torch.inference_mode():
         free = row_decode.decode(backend.model, inputs, 12, GenerationParams(), eos=set(),
-                                 stopped=lambda ids: False)  # fmt: skip
+                                 stopped=lambda row, ids: False)  # fmt: skip
         end = free.ids[0][2]
         assert end not in free.ids[0][:2]
         eos = {end}
         cut = row_decode.decode(backend.model, inputs, 12, GenerationParams(), eos=eos,
-                                stopped=lambda ids: False)  # fmt: skip
+                                stopped=lambda row, ids: False)  # fmt: skip
     assert cut.ids[0] == free.ids[0][:3]
     for before, after in zip(free.ids[1:], cut.ids[1:], strict=True):
         assert after == (before[: before.index(end) + 1] if end in before else before)
@@ -61,7 +61,7 @@ def test_stop_string_ends_a_row(backend) -> None:
     inputs = padded(backend, PROMPTS[:1])
     with torch.inference_mode():
         out = row_decode.decode(backend.model, inputs, 12, GenerationParams(), eos=set(),
-                                stopped=lambda ids: len(ids) == 5)  # fmt: skip
+                                stopped=lambda row, ids: len(ids) == 5)  # fmt: skip
     assert len(out.ids[0]) == 5 and out.stopped == [True]
 
 
@@ -104,10 +104,10 @@ def test_sliding_window_layers_decode_like_generate(backend) -> None:
     with torch.inference_mode():
         expected = model.generate(**inputs, max_new_tokens=12, do_sample=False)
         free = row_decode.decode(model, inputs, 12, GenerationParams(), eos=set(),
-                                 stopped=lambda ids: False)  # fmt: skip
+                                 stopped=lambda row, ids: False)  # fmt: skip
         end = free.ids[1][4]
         cut = row_decode.decode(model, inputs, 12, GenerationParams(), eos={end},
-                                stopped=lambda ids: False)  # fmt: skip
+                                stopped=lambda row, ids: False)  # fmt: skip
     assert free.ids == expected[:, inputs["input_ids"].shape[1] :].tolist()
     for before, after in zip(free.ids, cut.ids, strict=True):
         assert after == (before[: before.index(end) + 1] if end in before else before)

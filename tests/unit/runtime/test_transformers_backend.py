@@ -87,6 +87,32 @@ def test_stop_applies_per_row_in_a_batch(causal: Backend) -> None:
         assert after.finish_reason == ("stop" if stop in before.text else "length")
 
 
+@pytest.mark.parametrize("row_decode", [True, False])
+def test_finished_ends_one_row_where_it_says(
+    causal: Backend, row_decode: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`finished(prompt, text)` ends that row at the first token that makes it true, its text
+    kept whole; the other rows are untouched (honed's row decoder and `generate` alike)."""
+    monkeypatch.setattr(causal, "_row_decode", row_decode)
+    full = causal.generate(PROMPTS, greedy(max_new_tokens=24))
+    seen: list[str] = []
+
+    def finished(prompt: str, text: str) -> bool:
+        seen.append(prompt)
+        return prompt == PROMPTS[1] and len(text) >= 8
+
+    params = GenerationParams(max_new_tokens=24, finished=finished)
+    out = causal.generate(PROMPTS, params)
+    assert full[1].text.startswith(out[1].text) and len(out[1].text) >= 8
+    assert out[1].finish_reason == "stop" and out[1].completion_tokens < 24
+    assert len(full[1].text) > len(out[1].text)  # it did end early
+    for i in (0, 2):
+        assert (out[i].text, out[i].finish_reason) == (full[i].text, full[i].finish_reason)
+    assert set(seen) == set(PROMPTS)
+    streamed = "".join(causal.stream(PROMPTS[1], params))
+    assert streamed == out[1].text
+
+
 def test_seeded_sampling_is_reproducible(causal: Backend) -> None:
     def sample(seed: int) -> list[str]:
         params = GenerationParams(max_new_tokens=12, temperature=1.0, top_p=0.95, seed=seed)
