@@ -18,7 +18,10 @@ with native bf16.
 nucleus 0.95, sample i of every problem seeded alike in every variant), the lower-variance
 estimate of the Codex paper; the change against float then comes with a 95% interval over
 the paired per-problem pass rates. Each sampled pass is its own eval, in
-runs/quality/<model>-<variant>-tT-sI/, so a long run resumes pass by pass. Within a runtime
+runs/quality/<model>-<variant>-tT-sI/, so a long run resumes pass by pass; each finished pass
+(greedy ones too) is also kept, summary and per-problem outcome, in
+benchmarks/results/quality_passes/ to be committed, so a run that outlasts a session (and its
+machine's runs/) resumes there in the next. Within a runtime
 the seeds are common random numbers (a completion depends only on its prompt and seed), so
 a GGUF variant is also compared with gguf-f16, the same float weights in llama.cpp: that
 change is the quantization's alone, while the change against float also holds the runtimes'
@@ -44,6 +47,7 @@ from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name  # noqa: E402
 
 OUT = Path("runs/quality")
+PASSES = HERE / "results" / "quality_passes"  # each finished pass, kept in the repository
 SEED = 42
 TARGETS = {"int8": 0.01, "gguf-q8_0": 0.01, "gguf-q4_k_m": 0.03}  # the issue's allowed drop
 FP32 = "@fp32"
@@ -70,7 +74,9 @@ def run_eval(model: str, variant: str, prompting: str, out: Path, temperature: f
     from honed.config import EvalConfig
     from honed.evaluate.run import evaluate
 
-    summary = out / "summary.json"
+    summary, kept = out / "summary.json", kept_pass(out)
+    if kept.is_file() and not summary.is_file():
+        return json.loads(kept.read_text())["summary"]
     if not summary.is_file():
         ref = variant_ref(model, variant)
         print(f"evaluating {variant} ({out.name}): {ref}", file=sys.stderr, flush=True)
@@ -86,7 +92,23 @@ def run_eval(model: str, variant: str, prompting: str, out: Path, temperature: f
             seed=SEED + sample,
         )
         evaluate(cfg)
-    return json.loads(summary.read_text())
+    done = json.loads(summary.read_text())
+    keep_pass(out, done)
+    return done
+
+
+def kept_pass(out: Path) -> Path:
+    """Where one finished pass's summary and per-problem outcome are kept in the repository."""
+    return PASSES / f"{out.name}.json"
+
+
+def keep_pass(out: Path, summary: dict) -> None:
+    """Save a finished pass (summary, per-problem pass rate) under benchmarks/results, to be
+    committed: runs/ does not outlive the machine, and a sampled comparison on this CPU takes
+    longer than one session, so the next session resumes from the passes kept here."""
+    record = {"summary": summary, "rates": pass_rates(out / "samples.jsonl")}
+    PASSES.mkdir(parents=True, exist_ok=True)
+    kept_pass(out).write_text(json.dumps(record, indent=1, sort_keys=True))
 
 
 def score(model: str, variant: str, prompting: str, n: int = 1, temperature: float = 0.0) -> dict:
@@ -94,7 +116,7 @@ def score(model: str, variant: str, prompting: str, n: int = 1, temperature: flo
     that a long run resumes pass by pass."""
     outs = [out_dir(model, variant, temperature, i) for i in range(n)]
     done = [run_eval(model, variant, prompting, out, temperature, i) for i, out in enumerate(outs)]
-    passes = [pass_rates(out / "samples.jsonl") for out in outs]
+    passes = [json.loads(kept_pass(out).read_text())["rates"] for out in outs]
     rates = {task: sum(p[task] for p in passes) / n for task in passes[0]}
     return {
         "pass@1": sum(rates.values()) / len(rates),
@@ -112,7 +134,7 @@ def score(model: str, variant: str, prompting: str, n: int = 1, temperature: flo
 def finished_passes(model: str, variants: list[str], temperature: float) -> int:
     """How many sampled passes, counted from the first, every variant has finished."""
     n = 0
-    while all((out_dir(model, v, temperature, n) / "summary.json").is_file() for v in variants):
+    while all(kept_pass(out_dir(model, v, temperature, n)).is_file() for v in variants):
         n += 1
     if n == 0:
         sys.exit("no variant has a finished sampled pass yet: run without --finished-only")
