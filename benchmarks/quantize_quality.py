@@ -178,8 +178,7 @@ def main() -> None:
     }
     name = args.model + (f"-n{args.n_samples}-t{args.temperature:g}" if args.temperature else "")
     saved = HERE / "results" / f"quantize_quality_{name}.json"
-    if args.temperature:
-        carry_rows(record, saved)
+    carry_rows(record, saved)
     print(json.dumps(record, indent=2))
     saved.parent.mkdir(exist_ok=True)
     saved.write_text(json.dumps(record, indent=2))
@@ -188,14 +187,15 @@ def main() -> None:
 
 
 def carry_rows(record: dict, saved: Path) -> None:
-    """Keep the variants of the saved record of the same model and sampling that this run did
-    not score (their evals may be gone from runs/): a long sampled comparison can be run
+    """Keep the variants of the saved record of the same model, prompting and sampling that
+    this run did not score (their evals may be gone from runs/): a long comparison can be run
     variant group by variant group, in different sessions."""
     if not saved.is_file():
         return
     old = json.loads(saved.read_text())
+    defaults = {"n_samples": 1, "temperature": 0.0}  # records from before these were kept
     same = ("prompting", "n_samples", "temperature")
-    if any(old.get(key) != record[key] for key in same):
+    if any(old.get(key, defaults.get(key)) != record[key] for key in same):
         return
     for name, result in old["results"].items():
         if name not in record["results"]:
@@ -212,7 +212,8 @@ def markdown(record: dict) -> str:
         "| McNemar p | target | met |",
         "|---" * 9 + "|",
     ]
-    for name, r in results.items():
+    for name in sorted(results, key=lambda name: name != "float"):
+        r = results[name]
         drop = (r["pass@1"] - base["pass@1"]) * 100 if base else None
         target = TARGETS.get(name.removesuffix(FP32))
         met = "" if drop is None or target is None else ("yes" if -drop <= target * 100 else "no")
@@ -232,7 +233,7 @@ def markdown(record: dict) -> str:
             "",
             f"Table written {record['date']} on {record['machine']['cpu']}; "
             f"`{record['command']}`. Finished evals are reused (each summary.json under "
-            "runs/quality/ has the time it was scored).",
+            f"runs/quality/ has the time it was scored).{carried_note(record)}",
             f"Full HumanEval (164), greedy, {record['prompting']} prompting, 512 new tokens at "
             "most, sandboxed; the float row is the fp32 PyTorch model the variants were made from.",
             "Lost / gained: problems the float model solved that the variant does not, and the "
@@ -297,7 +298,7 @@ def carried_note(record: dict) -> str:
     if not carried:
         return ""
     rows = ", ".join(f"{name} (scored {date})" for name, date in sorted(carried.items()))
-    return f" Rows kept from an earlier run of the same sampling, not re-run: {rows}."
+    return f" Rows kept from an earlier run with the same settings, not re-run: {rows}."
 
 
 def sampled_markdown(record: dict) -> str:
