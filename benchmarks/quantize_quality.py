@@ -199,8 +199,9 @@ def carry_rows(record: dict, saved: Path) -> None:
         return
     for name, result in old["results"].items():
         if name not in record["results"]:
-            record["results"][name] = {**result, "scored": result.get("scored", old["date"])}
-            record.setdefault("carried", {})[name] = result.get("scored", old["date"])
+            scored = result.get("scored", old["date"])
+            record["results"][name] = {**result, "scored": scored}
+            record.setdefault("carried", {})[name] = scored
 
 
 def markdown(record: dict) -> str:
@@ -293,7 +294,7 @@ def so_far(record: dict) -> str:
 
 
 def carried_note(record: dict) -> str:
-    """' Rows kept from earlier runs: NAME (scored DATE), ...' when some were carried."""
+    """' Rows kept from an earlier run ...: NAME (scored DATE), ...' when some were carried."""
     carried = record.get("carried", {})
     if not carried:
         return ""
