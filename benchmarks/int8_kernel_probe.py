@@ -1,7 +1,7 @@
 """One-token matmul time of aten's `_weight_int8pack_mm` (fp32 and bf16 activations) against
 fp32 and bf16 `linear`, at Qwen2.5-Coder-0.5B's MLP and output shapes, 2 threads.
 
-Why honed's int8 CPU path (runtime/int8_cpu.py) rounds activations to bf16. Prints the table;
+Why honed's int8 CPU path (runtime/packed_cpu.py) rounds activations to bf16. Prints the table;
 the figures quoted in RESULTS.md came from this code.
 
     .venv/bin/python benchmarks/int8_kernel_probe.py

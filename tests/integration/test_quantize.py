@@ -64,16 +64,33 @@ def test_causal_methods_make_checked_loadable_artifacts(tiny_causal, tmp_path, m
     assert_loads_and_generates(tmp_path / method, backend)
 
 
-def test_int8_runs_the_fused_kernel_unless_fp32_is_asked_for(tiny_causal, tmp_path):
-    from honed.runtime.int8_cpu import Int8PackedLinear, fast_compute_dtype
+def _on_fast_path(model: torch.nn.Module, method: str) -> bool:
+    """Whether a loaded model runs its quantized linears on honed's fast CPU path."""
+    from honed.runtime.packed_cpu import Int4PackedLinear, Int8PackedLinear
 
-    run(tiny_causal, "int8", tmp_path / "q", check=False)
+    if method == "nf4":
+        return all(
+            m.compute_dtype == torch.bfloat16
+            for m in model.modules()
+            if type(m).__name__ == "Linear4bit"
+        )
+    fused = Int8PackedLinear if method == "int8" else Int4PackedLinear
+    return any(isinstance(m, fused) for m in model.modules())
+
+
+@pytest.mark.parametrize("method", ["int8", "int4-weight", "nf4"])
+def test_quantized_linears_take_the_fast_path_unless_fp32_is_asked_for(
+    tiny_causal, tmp_path, method
+):
+    from honed.runtime.packed_cpu import fast_compute_dtype
+
+    run(tiny_causal, method, tmp_path / "q", check=False)
     kinds = {}
     for dtype in ("auto", "fp32"):
         loaded = load_backend(str(tmp_path / "q"), dtype=dtype)
         try:
-            modules = loaded.model.modules()  # type: ignore[attr-defined]
-            kinds[dtype] = any(isinstance(m, Int8PackedLinear) for m in modules)
+            kinds[dtype] = _on_fast_path(loaded.model, method)  # type: ignore[attr-defined]
+            assert loaded.generate(["def f"], GenerationParams(max_new_tokens=4))[0].text
         finally:
             loaded.close()
     assert kinds == {"auto": fast_compute_dtype() == torch.bfloat16, "fp32": False}

@@ -1,11 +1,12 @@
 """Quantization methods by name: each writes one variant of a float model into a directory.
 
 - `int8`: torchao int8 weights (per channel), float activations; on a CPU honed runs these
-  linears through aten's fused int8 kernel (runtime/int8_cpu.py), a quarter of fp32's bytes;
+  linears through aten's fused int8 kernel (runtime/packed_cpu.py), a quarter of fp32's bytes;
 - `int8-dynamic`: torchao dynamic int8 activations and int8 weights (the successor of
   `torch.ao.quantization.quantize_dynamic`; slower than fp32 in eager mode on this CPU);
 - `int4-weight`: torchao int4 weights in groups (stored unpacked in int8, the format torchao
-  runs on any CPU), float activations;
+  loads on any machine), float activations; on a CPU honed packs them at load time for aten's
+  fused int4 kernel (runtime/packed_cpu.py);
 - `nf4`: bitsandbytes 4-bit NF4 with double quantization;
 - `gguf-TYPE`: llama.cpp's converter (f32, f16, bf16, q8_0 directly) and llama.cpp's quantizer
   for every other type it knows (q4_k_m, q5_k_m, q6_k, q4_0, ...);

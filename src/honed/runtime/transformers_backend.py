@@ -23,7 +23,7 @@ from honed.models.resolve import ModelSource
 from honed.runtime import row_decode
 from honed.runtime.base import Completion, GenerationParams, Usage, register
 from honed.runtime.hf_tokenizer import TokenizerMethods, context_size_of
-from honed.runtime.int8_cpu import fast_compute_dtype, pack_int8_linears
+from honed.runtime.packed_cpu import fast_compute_dtype, use_fast_cpu_kernels
 from honed.runtime.text import (
     StopFilter,
     clean_stops,
@@ -268,8 +268,9 @@ def load_transformers(
 ) -> TransformersBackend:
     """Load a model source for torch generation (dtype: auto, fp32, bf16, fp16).
 
-    On a CPU, torchao int8 weight-only linears run through aten's fused int8 kernel with
-    bf16 activations where the CPU has native bf16, unless fp32 is asked for explicitly:
+    On a CPU, torchao int8 and int4 weight-only linears run through aten's fused kernels
+    with bf16 activations (and bitsandbytes NF4 linears compute in bf16) where the CPU has
+    native bf16, unless fp32 is asked for explicitly:
     dtype fp32 (and a CPU without bf16) keeps torchao's own fp32 path, slower and
     numerically the reference.
     """
@@ -287,7 +288,7 @@ def load_transformers(
     if next(model.parameters()).device != target:
         model = model.to(target)
     if target.type == "cpu" and not exact_fp32 and fast_compute_dtype() == torch.bfloat16:
-        pack_int8_linears(model)  # torchao int8 weights through aten's fused int8 kernel
+        use_fast_cpu_kernels(model)  # torchao int8/int4 fused kernels, NF4 in bf16
     return TransformersBackend(
         model,
         loaded.tokenizer,
