@@ -6,13 +6,16 @@ process (so one runtime's threads or memory cannot slow another). Variants are m
 agreement, KL, size) come along into the table.
 
 - causal model (default SmolLM2-135M-Instruct, or --model): fp32, int8, int8-dynamic,
-  int4-weight, onnx,
-  onnx-int8, gguf-q8_0, gguf-q4_k_m; greedy, --max-new-tokens per prompt, no stop strings;
+  int4-weight, nf4, onnx, onnx-int8, gguf-q8_0, gguf-q4_k_m; greedy, --max-new-tokens per
+  prompt, no stop strings;
 - --t5: a Flan-T5-base-shaped text-to-text model (the real config, random weights; speed does
   not depend on the weights) in fp32 and ONNX int8, per-query latency of query rewriting.
 
     .venv/bin/python benchmarks/quantize_speed.py [--model qwen2.5-coder-0.5b-instruct]
     .venv/bin/python benchmarks/quantize_speed.py --t5
+
+`--variants A B` measures fp32 and those variants only, and keeps the other rows of the saved
+JSON; every row's ratios are to the fp32 measured in the same run as that row.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ CAUSAL_METHODS = (
     "int8",
     "int8-dynamic",
     "int4-weight",
+    "nf4",
     "onnx",
     "onnx-int8",
     "gguf-q8_0",
@@ -142,6 +146,7 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--rewrite", type=Path, help="only rebuild RESULTS.md from a saved JSON")
+    parser.add_argument("--variants", nargs="+", help="measure fp32 and these only; keep the rest")
     args = parser.parse_args()
     if args.rewrite:
         record = json.loads(args.rewrite.read_text())
@@ -151,10 +156,12 @@ def main() -> None:
         print(json.dumps(measure(args.measure, args.backend, prompts, args)))
         return
     record = run_all(args)
-    print(json.dumps(record, indent=2))
     (HERE / "results").mkdir(exist_ok=True)
-    name = "quantize_speed_t5" if args.t5 else f"quantize_speed_{record['name']}"
-    (HERE / "results" / f"{name}.json").write_text(json.dumps(record, indent=2))
+    saved = HERE / "results" / f"quantize_speed_{record['name']}.json"
+    if args.variants and saved.is_file():
+        carry_rows(record, json.loads(saved.read_text()))
+    print(json.dumps(record, indent=2))
+    saved.write_text(json.dumps(record, indent=2))
     replace_section(f"## Quantized variants: {record['title']}", markdown(record))
 
 
@@ -167,6 +174,11 @@ def run_all(args: argparse.Namespace) -> dict:
         name, methods = "t5", T5_METHODS
     else:
         source, name, methods = args.model, args.model, CAUSAL_METHODS
+    if args.variants:
+        unknown = sorted(set(args.variants) - set(methods))
+        if unknown:
+            raise SystemExit(f"unknown variant {unknown[0]}: use one of {', '.join(methods)}")
+        methods = tuple(m for m in methods if m in args.variants)
     float_dir = prepare_source(source, WORK).float_dir
     variants = {REFERENCE: (str(float_dir), "transformers", {})}
     for method in methods:
@@ -190,6 +202,23 @@ def run_all(args: argparse.Namespace) -> dict:
     }  # fmt: skip
 
 
+def carry_rows(record: dict, earlier: dict) -> None:
+    """Keep the earlier record's rows this run did not measure, each with that run's fp32
+    reference and date, in the order of the method list."""
+    reference = {k: earlier["results"][REFERENCE][k] for k in ("decode_tok_s", "latency_s")}
+    for label, row in earlier["results"].items():
+        if label not in record["results"]:
+            row.setdefault("reference", {**reference, "date": earlier["date"]})
+            record["results"][label] = row
+    order = [REFERENCE, *CAUSAL_METHODS, *T5_METHODS]
+    record["results"] = dict(
+        sorted(
+            record["results"].items(),
+            key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
+        )  # fmt: skip
+    )
+
+
 def _check_summary(checks: dict) -> dict:
     if not checks:
         return {}
@@ -203,7 +232,6 @@ def _check_summary(checks: dict) -> dict:
 
 def markdown(record: dict) -> str:
     """The RESULTS.md section: one row per variant, speeds as ratios to fp32 in this run."""
-    base = record["results"][REFERENCE]
     rows = ["| variant | backend | decode tok/s (median) | x fp32 | latency median (s) | "
             "latency p99 (s) | x fp32 (median latency) | new tokens (mean) | size (MB) "
             "| greedy agreement | KL |", "|---" * 11 + "|"]  # fmt: skip
@@ -212,7 +240,7 @@ def markdown(record: dict) -> str:
             rows.append(f"| {label} | {r['backend']} | failed: {r['error']} ||||||||")
             continue
         tok, lat = r["decode_tok_s"]["median"], r["latency_s"]
-        c = r["checks"]
+        base, c = r.get("reference", record["results"][REFERENCE]), r["checks"]
         rows.append(
             f"| {label} | {r['backend']} | {tok:.1f} | {tok / base['decode_tok_s']['median']:.2f} "
             f"| {lat['median']:.3f} | {lat['p99']:.3f} "
@@ -222,16 +250,28 @@ def markdown(record: dict) -> str:
         )
     return "\n".join([
         f"## Quantized variants: {record['title']}", "",
-        f"Measured {record['date']} on {record['machine']['cpu']}; `{record['command']}`.",
+        f"Measured {record['date']} on {record['machine']['cpu']}; `{record['command']}`."
+        f"{kept_note(record)}",
         f"Greedy, {record['max_new_tokens']} new tokens at most, no stop strings, "
         f"{record['runs']} passes over the fixed prompts after one warm-up; each variant in its "
         "own process, the fp32 row with dtype float32 and every variant with dtype auto (what "
-        "a user gets: on a CPU with native bf16, int8 linears run aten's fused int8 kernel "
-        "with bf16 activations). Agreement and KL come from `honed quantize`'s checks against "
-        "the float model (fp32 rows: the reference itself). Latency ratios also reflect how many "
-        "tokens each variant generated before its end-of-sequence token; decode tok/s does not.",
+        "a user gets: on a CPU with native bf16, int8 and int4 linears run aten's fused "
+        "kernels with bf16 activations, NF4 linears compute in bf16). Agreement and KL come "
+        "from `honed quantize`'s checks against the float model (fp32 rows: the reference "
+        "itself). Latency ratios also reflect how many tokens each variant generated before "
+        "its end-of-sequence token; decode tok/s does not.",
         "", *rows, "",
     ])  # fmt: skip
+
+
+def kept_note(record: dict) -> str:
+    """' Rows kept from an earlier run ...' when some rows were carried over."""
+    kept = {k: r["reference"]["date"] for k, r in record["results"].items() if "reference" in r}
+    if not kept:
+        return ""
+    rows = ", ".join(f"{k} ({date})" for k, date in kept.items())
+    return (f" Rows kept from an earlier run, not re-measured, each with its ratios to the fp32 "
+            f"row of its own run: {rows}.")  # fmt: skip
 
 
 if __name__ == "__main__":
