@@ -4,9 +4,11 @@
   linears through aten's fused int8 kernel (runtime/packed_cpu.py), a quarter of fp32's bytes;
 - `int8-dynamic`: torchao dynamic int8 activations and int8 weights (the successor of
   `torch.ao.quantization.quantize_dynamic`; slower than fp32 in eager mode on this CPU);
-- `int4-weight`: torchao int4 weights in groups (stored unpacked in int8, the format torchao
-  loads on any machine), float activations; on a CPU honed packs them at load time for aten's
-  fused int4 kernel (runtime/packed_cpu.py);
+- `int4-weight`: torchao int4 weights in groups with a scale and an integer zero point each
+  (asymmetric: the 16 levels span each group's range, as in GPTQ/AWQ and llama.cpp's Q4_1 and
+  Q4_K; stored unpacked in int8, the format torchao loads on any machine), float
+  activations; on a CPU honed packs them at load time for aten's fused int4 kernel
+  (runtime/packed_cpu.py);
 - `nf4`: bitsandbytes 4-bit NF4 with double quantization;
 - `gguf-TYPE`: llama.cpp's converter (f32, f16, bf16, q8_0 directly) and llama.cpp's quantizer
   for every other type it knows (q4_k_m, q5_k_m, q6_k, q4_0, ...);
@@ -76,14 +78,19 @@ def _torchao(kind: str) -> Callable[[QuantizeConfig], Any]:
             IntxWeightOnlyConfig,
         )
         from torchao.quantization.granularity import PerGroup
+        from torchao.quantization.quant_primitives import MappingType
         from transformers import TorchAoConfig
 
         if kind == "int8":
             return TorchAoConfig(Int8WeightOnlyConfig())
         if kind == "int8-dynamic":
             return TorchAoConfig(Int8DynamicActivationInt8WeightConfig())
-        return TorchAoConfig(
-            IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(cfg.group_size))
+        return TorchAoConfig(  # a zero point per group: int4's 16 levels span the range
+            IntxWeightOnlyConfig(
+                weight_dtype=torch.int4,
+                granularity=PerGroup(cfg.group_size),
+                mapping_type=MappingType.ASYMMETRIC,
+            )
         )
 
     return build
