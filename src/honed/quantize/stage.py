@@ -76,6 +76,8 @@ def _build(cfg: QuantizeConfig, method: Method, work: Path, scratch: Path) -> di
             "use onnx, onnx-int8, int8, int4-weight or nf4"
         )
     check_disk(src, work.parent)
+    for line in _notes(cfg):
+        err.print(f"[bold yellow]honed: note[/] {line}", highlight=False)
     with status(f"quantizing with {method.name}"):
         details = method.export(src, work, cfg)
     manifest = _manifest(cfg, method, src, details)
@@ -86,6 +88,19 @@ def _build(cfg: QuantizeConfig, method: Method, work: Path, scratch: Path) -> di
             err.print(f"[bold red]honed: WARNING[/] {line}", highlight=False)
         manifest = artifacts.write_manifest(work, manifest)
     return manifest
+
+
+def _notes(cfg: QuantizeConfig) -> list[str]:
+    """What the user should know before a long export that runs but will be slow."""
+    from honed.runtime.packed_cpu import INT4_GROUP_SIZES
+
+    if cfg.method == "int4-weight" and cfg.group_size not in INT4_GROUP_SIZES:
+        sizes = ", ".join(map(str, INT4_GROUP_SIZES))
+        return [
+            f"group size {cfg.group_size} has no fused int4 kernel on CPU ({sizes} do): on a "
+            "CPU this variant runs torchao's own path, slower than fp32; pass --group-size 32"
+        ]
+    return []
 
 
 def _manifest(

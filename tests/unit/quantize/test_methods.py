@@ -22,3 +22,15 @@ def test_unknown_methods_get_one_line_that_lists_the_choices():
         method_for("int3")
     with pytest.raises(HonedError, match="llama.cpp has no quantization type 'q9_z'"):
         method_for("gguf-q9_z")
+
+
+def test_an_int4_group_size_without_a_cpu_kernel_gets_a_note():
+    from honed.config import QuantizeConfig
+    from honed.quantize.stage import _notes
+
+    def notes(method: str, group: int) -> list[str]:
+        return _notes(QuantizeConfig(model="m", method=method, group_size=group))
+
+    assert notes("int4-weight", 32) == [] and notes("int8", 16) == []
+    (line,) = notes("int4-weight", 16)
+    assert "group size 16" in line and "--group-size 32" in line
