@@ -4,7 +4,9 @@ Generating one token with batch 1 reads every weight matrix once; the input embe
 exception (one row is looked up), unless it is tied to the output projection, which reads all
 of it. So bytes per token = all weight bytes - the untied input embedding, and the upper bound
 on decode speed is memory bandwidth / bytes per token. Weight sizes come from the files'
-headers (GGUF tensor table, safetensors header, ONNX initializers), as stored (quantized).
+headers (GGUF tensor table, safetensors header, ONNX initializers), as stored (quantized),
+except torchao int4 weights: stored unpacked, a byte a weight, but packed two to a byte when
+honed runs them on a CPU (runtime/packed_cpu.py), so they count half.
 """
 
 from __future__ import annotations
@@ -34,11 +36,27 @@ def gguf_tensor_bytes(path: Path) -> dict[str, int]:
 
 
 def safetensors_tensor_bytes(directory: Path) -> dict[str, int]:
-    """Bytes of every tensor in the safetensors files of a directory (header only)."""
+    """Bytes of every tensor in the safetensors files of a directory (header only), torchao's
+    unpacked int4 weights at half a byte a weight."""
+    halve = _unpacked_int4(directory)
     return {
-        n: info["data_offsets"][1] - info["data_offsets"][0]
+        n: (info["data_offsets"][1] - info["data_offsets"][0])
+        // (2 if halve and n.endswith("_weight_qdata") else 1)
         for n, info in _safetensors_headers(directory)
     }
+
+
+def _unpacked_int4(directory: Path) -> bool:
+    """Whether the model holds torchao int4 weights stored one per byte."""
+    config = directory / "config.json"
+    if not config.is_file():
+        return False
+    quant = json.dumps(json.loads(config.read_text()).get("quantization_config") or {})
+    return (
+        '"quant_method": "torchao"' in quant
+        and '"UNPACKED_TO_INT8"' in quant
+        and ('"_data": "int4"' in quant)
+    )
 
 
 def onnx_tensor_bytes(directory: Path) -> dict[str, int]:

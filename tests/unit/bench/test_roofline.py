@@ -31,3 +31,21 @@ def test_tied_embedding_is_read_once_as_the_output(tmp_path):
     tensors = {"model.embed_tokens.weight": torch.zeros(100, 8), "w.weight": torch.zeros(4, 8)}
     save_file(tensors, tmp_path / "model.safetensors")
     assert weight_bytes_per_token(tmp_path) == 3200 + 128
+
+
+def test_torchao_unpacked_int4_weights_count_half_a_byte(tmp_path):
+    import json
+
+    tensors = {
+        "model.layers.0.mlp.up_proj._weight_qdata": torch.zeros(16, 64, dtype=torch.int8),
+        "model.layers.0.mlp.up_proj._weight_scale": torch.zeros(16, 2),  # 128 bytes
+        "model.embed_tokens.weight": torch.zeros(10, 64),  # tied: read as the output
+    }
+    save_file(tensors, tmp_path / "model.safetensors")
+    int8 = weight_bytes_per_token(tmp_path)
+    quant = {"quant_method": "torchao", "quant_type": {"default": {"_data": {
+        "intx_packing_format": {"_data": "UNPACKED_TO_INT8"},
+        "weight_dtype": {"_data": "int4", "_type": "torch.dtype"}}}}}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps({"quantization_config": quant}))
+    assert int8 == 1024 + 128 + 2560
+    assert weight_bytes_per_token(tmp_path) == 512 + 128 + 2560
