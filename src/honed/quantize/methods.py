@@ -4,9 +4,9 @@
   linears through aten's fused int8 kernel (runtime/packed_cpu.py), a quarter of fp32's bytes;
 - `int8-dynamic`: torchao dynamic int8 activations and int8 weights (the successor of
   `torch.ao.quantization.quantize_dynamic`; slower than fp32 in eager mode on this CPU);
-- `int4-weight`: torchao int4 weights in groups with a scale and an integer zero point each
-  (asymmetric: the 16 levels span each group's range, as in GPTQ/AWQ and llama.cpp's Q4_1 and
-  Q4_K; stored unpacked in int8, the format torchao loads on any machine), float
+- `int4-weight`: torchao int4 weights in groups with a scale and a float zero point each
+  (the 16 levels span each group's min..max, as in llama.cpp's Q4_1; quantize/int4_refit.py;
+  stored unpacked in int8, the format torchao loads on any machine), float
   activations; on a CPU honed packs them at load time for aten's fused int4 kernel
   (runtime/packed_cpu.py);
 - `nf4`: bitsandbytes 4-bit NF4 with double quantization;
@@ -49,8 +49,11 @@ class Method:
     backend_options: dict[str, Any] = field(default_factory=dict)
 
 
-def _torch_export(qconfig: Callable[[QuantizeConfig], Any]) -> Exporter:
-    """An exporter that loads the float model with a transformers quantization config."""
+def _torch_export(
+    qconfig: Callable[[QuantizeConfig], Any], refit: Callable[[Any, Path], int] | None = None
+) -> Exporter:
+    """An exporter that loads the float model with a transformers quantization config (and
+    then refits its quantized weights from the float ones, when `refit` is given)."""
 
     def export(src: FloatSource, work: Path, cfg: QuantizeConfig) -> dict[str, Any]:
         import torch
@@ -62,6 +65,8 @@ def _torch_export(qconfig: Callable[[QuantizeConfig], Any]) -> Exporter:
             src.float_dir, quantization_config=quant, dtype=torch.float32, device_map="cpu",
             use_safetensors=True, trust_remote_code=cfg.trust_remote_code,
         )  # fmt: skip
+        if refit is not None:
+            refit(model, src.float_dir)
         model.save_pretrained(work)
         AutoTokenizer.from_pretrained(src.float_dir).save_pretrained(work)
         return {"quantization_config": quant.to_dict()}
@@ -94,6 +99,12 @@ def _torchao(kind: str) -> Callable[[QuantizeConfig], Any]:
         )
 
     return build
+
+
+def _int4_export() -> Exporter:
+    from honed.quantize.int4_refit import refit_float_zero_points
+
+    return _torch_export(_torchao("int4"), refit_float_zero_points)
 
 
 def _nf4(cfg: QuantizeConfig) -> Any:
@@ -210,7 +221,7 @@ METHODS: dict[str, Method] = {
         Method(
             "int8-dynamic", "hf-torchao", "transformers", _torch_export(_torchao("int8-dynamic"))
         ),
-        Method("int4-weight", "hf-torchao", "transformers", _torch_export(_torchao("int4"))),
+        Method("int4-weight", "hf-torchao", "transformers", _int4_export()),
         Method("nf4", "hf-bitsandbytes", "transformers", _torch_export(_nf4)),
         Method("onnx", "onnx", "onnxruntime", _onnx(False)),
         Method("onnx-int8", "onnx", "onnxruntime", _onnx(True)),

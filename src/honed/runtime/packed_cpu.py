@@ -124,8 +124,8 @@ def _int4_packable(weight: torch.Tensor) -> bool:
     block = list(weight.block_size)
     in_features = weight.qdata.shape[1]
     grouped = block[0] == 1 and block[1] in INT4_GROUP_SIZES and in_features % block[1] == 0
-    integer_zeros = weight.zero_point is not None and not weight.zero_point.is_floating_point()
-    return weight.target_dtype == torch.int4 and grouped and integer_zeros and _plain(weight)
+    has_zeros = weight.zero_point is not None  # integer or float: zero = -zero_point * scale
+    return weight.target_dtype == torch.int4 and grouped and has_zeros and _plain(weight)
 
 
 def _packed(linear: nn.Linear, dtype: torch.dtype) -> nn.Module | None:
