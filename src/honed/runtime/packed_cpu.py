@@ -101,10 +101,10 @@ class Int4PackedLinear(_PackedLinear):
 
 
 def _plain(weight: torch.Tensor) -> bool:
-    """No activation quantization or pre-scaling: a weight-only tensor."""
-    return getattr(weight, "act_quant_kwargs", None) is None and (
-        getattr(weight, "act_pre_scale", None) is None
-    )
+    """No activation quantization or pre-scaling: a weight-only tensor (torchao names the
+    activation settings `act_quant_kwargs` on int8 tensors, `activation_quantization` on intx)."""
+    names = ("act_quant_kwargs", "activation_quantization", "act_pre_scale")
+    return all(getattr(weight, name, None) is None for name in names)
 
 
 def _int8_packable(weight: torch.Tensor) -> bool:

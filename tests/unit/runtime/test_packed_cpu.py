@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torchao.quantization import (
     Int8DynamicActivationInt8WeightConfig,
+    Int8DynamicActivationIntxWeightConfig,
     Int8WeightOnlyConfig,
     IntxWeightOnlyConfig,
     quantize_,
@@ -70,7 +71,10 @@ def test_unsupported_kinds_and_float_linears_are_left_alone():
     quantize_(dynamic, Int8DynamicActivationInt8WeightConfig())
     odd_groups = _model()
     quantize_(odd_groups, _int4(group=16))  # not a group size the CPU int4 kernel takes
-    for model in (dynamic, odd_groups, _model()):
+    dynamic_int4 = _model()  # int4 weights with int8 activations: not weight-only
+    quantize_(dynamic_int4, Int8DynamicActivationIntxWeightConfig(
+        weight_dtype=torch.int4, weight_granularity=PerGroup(32)))  # fmt: skip
+    for model in (dynamic, odd_groups, dynamic_int4, _model()):
         assert pack_linears(model) == 0
 
 
