@@ -27,25 +27,22 @@ def fit_int4(weight: torch.Tensor, group: int) -> tuple[torch.Tensor, ...]:
     return q.reshape(weight.shape), scale, zero
 
 
-def float_weights(float_dir: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of the float model's safetensors files."""
-    from safetensors.torch import load_file
-
-    tensors: dict[str, torch.Tensor] = {}
-    for path in sorted(float_dir.glob("*.safetensors")):
-        tensors.update(load_file(path))
-    return tensors
-
-
 def refit_float_zero_points(model: nn.Module, float_dir: Path) -> int:
-    """Refit every torchao int4 linear of model from the float weights; returns how many."""
-    floats = float_weights(float_dir)
+    """Refit every torchao int4 linear of model from the float weights; returns how many.
+
+    Each float weight is read from the safetensors files when its linear comes up, so the
+    float model is never held in memory next to the quantized one."""
+    from safetensors import safe_open
+
+    files = [safe_open(str(p), framework="pt") for p in sorted(float_dir.glob("*.safetensors"))]
+    where = {key: f for f in files for key in f.keys()}  # noqa: SIM118 (not a dict)
     done = 0
     for name, module in model.named_modules():
         w = getattr(module, "weight", None)
-        source = floats.get(f"{name}.weight")
+        source = where.get(f"{name}.weight")
         if type(w).__name__ != "IntxUnpackedToInt8Tensor" or source is None:
             continue
-        w.qdata, w.scale, w.zero_point = fit_int4(source, int(w.block_size[-1]))
+        weight = source.get_tensor(f"{name}.weight")
+        w.qdata, w.scale, w.zero_point = fit_int4(weight, int(w.block_size[-1]))
         done += 1
     return done
