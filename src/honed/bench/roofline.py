@@ -2,7 +2,8 @@
 
 Generating one token with batch 1 reads every weight matrix once; the input embedding is an
 exception (one row is looked up), unless it is tied to the output projection, which reads all
-of it. So bytes per token = all weight bytes - the untied input embedding, and the upper bound
+of it. So bytes per token = all weight bytes - the untied input embedding (in ONNX graphs:
+every table that only Gather nodes read), and the upper bound
 on decode speed is memory bandwidth / bytes per token. Weight sizes come from the files'
 headers (GGUF tensor table, safetensors header, ONNX initializers), as stored (quantized),
 except torchao int4 weights: stored unpacked, a byte a weight, but packed two to a byte when
@@ -71,12 +72,28 @@ def onnx_tensor_bytes(directory: Path) -> dict[str, int]:
     return sizes
 
 
+def onnx_bytes_per_token(directory: Path) -> int:
+    """Initializer bytes of the decoder graph, less the tables only looked up (Gather: one row
+    a token). Exporters rename and copy weights (a tied embedding becomes a lookup table and a
+    separate output matrix), so what an initializer feeds decides, not its name."""
+    import onnx
+
+    graph = onnx.load(str(directory / "decoder.onnx"), load_external_data=False).graph
+    consumers: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    lookups = {"Gather", "GatherBlockQuantized"}
+    sizes = onnx_tensor_bytes(directory)
+    return sum(b for n, b in sizes.items() if consumers.get(n, set()) - lookups)
+
+
 def weight_bytes_per_token(model_path: Path) -> int | None:
     """Bytes of weights read to generate one token (None when the format is unknown)."""
     if model_path.suffix == ".gguf":
         return _per_token(gguf_tensor_bytes(model_path), ("output.weight",))
     if (model_path / "decoder.onnx").is_file():
-        return _per_token(onnx_tensor_bytes(model_path), ("lm_head.weight",))
+        return onnx_bytes_per_token(model_path)
     sizes = safetensors_tensor_bytes(model_path) if model_path.is_dir() else {}
     return _per_token(sizes, ("lm_head.weight",)) if sizes else None
 

@@ -118,8 +118,9 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def next_token_kl(source: Backend, export: Backend, text: str) -> dict[str, Any]:
-    """KL of the export's next-token distributions from the source's, on the source's tokens."""
-    ids = source.tokenize(text)
+    """KL of the export's next-token distributions from the source's, on the source's tokens
+    (as many as both contexts hold)."""
+    ids = source.tokenize(text)[: min(source.context_size, export.context_size)]
     return {"tokens": len(ids), "mean_kl": mean_kl(source.token_logits(ids),
                                                    export.token_logits(ids))}  # fmt: skip
 

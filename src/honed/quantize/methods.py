@@ -12,7 +12,7 @@
 - `nf4`: bitsandbytes 4-bit NF4 with double quantization;
 - `gguf-TYPE`: llama.cpp's converter (f32, f16, bf16, q8_0 directly) and llama.cpp's quantizer
   for every other type it knows (q4_k_m, q5_k_m, q6_k, q4_0, ...);
-- `onnx`, `onnx-int8`: see quantize/onnx_export.py.
+- `onnx`, `onnx-int8`: see quantize/onnx_export.py and quantize/onnx_genai.py.
 
 A method returns what the manifest should record about it.
 """

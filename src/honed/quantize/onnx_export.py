@@ -11,8 +11,10 @@ give the graphs the layout Optimum uses:
   past self-attention key/values -> logits, presents; cross-attention is recomputed from the
   encoder states at each step, which costs little for short inputs and keeps one graph).
 
-`onnx-int8` then applies ONNX Runtime's dynamic int8 quantization (per-channel weights) to
-each graph. The layout is recorded in `onnx_meta.json` for the ONNX Runtime backend.
+`onnx-int8` of a decoder-only model the ONNX Runtime GenAI builder knows goes through it
+instead (quantize/onnx_genai.py: fused attention, block-wise int8 weights); for the others
+it applies ONNX Runtime's dynamic int8 quantization (per-channel weights) to each graph. The
+layout is recorded in `onnx_meta.json` for the ONNX Runtime backend.
 """
 
 from __future__ import annotations
@@ -189,8 +191,34 @@ def quantize_int8(path: Path) -> None:
 
 
 def export_onnx(src: FloatSource, work: Path, quantize_int8_weights: bool) -> dict[str, Any]:
-    """Export src into work as ONNX graphs (+ int8), with tokenizer, config and layout."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    """Export src into work as ONNX graphs (+ int8), with tokenizer, config and layout.
+
+    int8 of a decoder-only model the ONNX Runtime GenAI builder knows goes through it
+    (quantize/onnx_genai.py); everything else through the TorchScript export below.
+    """
+    from transformers import AutoTokenizer
+
+    from honed.quantize import onnx_genai
+
+    if quantize_int8_weights and not src.is_seq2seq and onnx_genai.builds(src.float_dir):
+        layout = onnx_genai.export_genai_int8(src.float_dir, work)
+    else:
+        layout = _export_torchscript(src, work, quantize_int8_weights)
+    AutoTokenizer.from_pretrained(src.float_dir).save_pretrained(work)
+    for name in COPY:
+        if (src.float_dir / name).is_file():
+            shutil.copy(src.float_dir / name, work / name)
+    graphs = sorted(g.name for g in work.glob("*.onnx"))
+    meta = {"task": "seq2seq" if src.is_seq2seq else "causal", **layout,
+            "int8": quantize_int8_weights, "opset": _opset(work / "decoder.onnx"),
+            "graphs": graphs}  # fmt: skip
+    (work / META).write_text(json.dumps(meta, indent=2) + "\n")
+    return {"onnx": meta}
+
+
+def _export_torchscript(src: FloatSource, work: Path, int8: bool) -> dict[str, Any]:
+    """torch.onnx.export of the float model (+ ORT dynamic int8, per-channel weights)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     auto = AutoModelForSeq2SeqLM if src.is_seq2seq else AutoModelForCausalLM
     model = auto.from_pretrained(
@@ -198,16 +226,16 @@ def export_onnx(src: FloatSource, work: Path, quantize_int8_weights: bool) -> di
     ).eval()
     shape = kv_shape(model, src.is_seq2seq)
     (_export_seq2seq if src.is_seq2seq else _export_causal)(model, work, shape)
-    graphs = sorted(work.glob("*.onnx"))
-    if quantize_int8_weights:
-        for graph in graphs:
+    if int8:
+        for graph in sorted(work.glob("*.onnx")):
             quantize_int8(graph)
-    AutoTokenizer.from_pretrained(src.float_dir).save_pretrained(work)
-    for name in COPY:
-        if (src.float_dir / name).is_file():
-            shutil.copy(src.float_dir / name, work / name)
-    meta = {"task": "seq2seq" if src.is_seq2seq else "causal", "layers": shape[0],
-            "kv_heads": shape[1], "head_dim": shape[2], "int8": quantize_int8_weights,
-            "opset": OPSET, "graphs": [g.name for g in graphs]}  # fmt: skip
-    (work / META).write_text(json.dumps(meta, indent=2) + "\n")
-    return {"onnx": meta}
+    weights = "dynamic int8 (per-channel weights, int8 activations)" if int8 else "fp32"
+    return {"layers": shape[0], "kv_heads": shape[1], "head_dim": shape[2],
+            "exporter": f"torch.onnx.export (TorchScript) {torch.__version__}",
+            "weights": weights}  # fmt: skip
+
+
+def _opset(graph: Path) -> int:
+    """The default-domain opset of a graph (header only)."""
+    model = onnx.load(str(graph), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)

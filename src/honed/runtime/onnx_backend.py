@@ -76,6 +76,7 @@ class OnnxBackend(TokenizerMethods, SequentialBackend):
             states, mask = self._encode_source(ids)
             logits, _ = self._decode([self._start, *ids[:-1]], self._empty_past(), states, mask)
         else:
+            token_budget(len(ids) - 1, 1, self.context_size)  # fits in the context
             logits, _ = self._decode(ids, self._empty_past(), None, None, total=len(ids))
         return logits[0].astype(np.float32)
 

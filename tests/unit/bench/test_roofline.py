@@ -49,3 +49,43 @@ def test_torchao_unpacked_int4_weights_count_half_a_byte(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"quantization_config": quant}))
     assert int8 == 1024 + 128 + 2560
     assert weight_bytes_per_token(tmp_path) == 512 + 128 + 2560
+
+
+def _onnx_graph(path, tables: dict, nodes: list) -> None:
+    """Save decoder.onnx with float initializers `tables` (name -> shape) and `nodes`."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.zeros(s, np.float32), n) for n, s in tables.items()]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits,
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph), str(path / "decoder.onnx"))
+
+
+def test_onnx_tables_only_looked_up_are_not_read_per_token(tmp_path):
+    from onnx import helper
+
+    # a tied embedding exported as a lookup table and a renamed copy for the output
+    tables = {"model.embed_tokens.weight": (100, 8), "onnx::MatMul_7": (8, 100), "w": (8, 8)}
+    nodes = [
+        helper.make_node("Gather", ["model.embed_tokens.weight", "ids"], ["h"]),
+        helper.make_node("MatMul", ["h", "w"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "onnx::MatMul_7"], ["out"]),
+    ]
+    _onnx_graph(tmp_path, tables, nodes)
+    assert weight_bytes_per_token(tmp_path) == 3200 + 256
+
+
+def test_onnx_table_also_multiplied_is_read_in_full(tmp_path):
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Gather", ["emb", "ids"], ["h"]),
+        helper.make_node("Transpose", ["emb"], ["embT"]),
+        helper.make_node("MatMul", ["h", "embT"], ["out"]),
+    ]
+    _onnx_graph(tmp_path, {"emb": (100, 8)}, nodes)
+    assert weight_bytes_per_token(tmp_path) == 3200
