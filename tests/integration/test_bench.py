@@ -33,6 +33,9 @@ def test_bench_two_models_and_a_broken_one(tiny_causal, tiny_seq2seq, tmp_path):
         assert 0 <= row["cpu_steal"] <= 1  # Linux has /proc/stat: the host's share is recorded
     assert "error" in bad and "broken" in bad["model"]
     assert record["machine"]["bandwidth_gbs"] > 0 and record["machine"]["threads"] == 1
+    readings = record["machine"]["bandwidth"]["readings"]  # before the first, after each model
+    assert len(readings) == 4 and good["roofline"]["bandwidth_around"] == readings[:2]
+    assert t5["roofline"]["bandwidth_around"] == readings[1:3]
     table = (out / "bench.md").read_text()
     assert "failed" in table and str(tiny_causal) in table and "p99" in table
     assert "CPU steal" in table

@@ -1,13 +1,18 @@
 """The bench stage: every model measured the same way, each in its own process, one table.
 
 Prompts come from --prompts FILE, from a task (--task), or a fixed default set. The machine's
-read bandwidth is measured once, up front, for the decode roofline. A model that fails to load
-or crashes is a failed row; the others still run.
+read bandwidth is measured before the first model and again after each one (the parent
+process, no model in memory), and each model's roofline share uses the mean of the two
+readings around it: on a shared VM the figure moves between runs minutes apart (RESULTS.md
+records 32 and 54 GB/s on one day), so one reading up front could judge a model by a state
+the machine was no longer in. A model that fails to load or crashes is a failed row; the
+others still run.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -16,6 +21,7 @@ from typing import Any
 
 from honed.artifacts import library_versions
 from honed.bench import machine
+from honed.bench.roofline import roofline
 from honed.bench.table import markdown
 from honed.config import BenchConfig, EvalConfig
 from honed.errors import HonedError
@@ -90,6 +96,23 @@ def measure_in_process(ref: str, cfg: BenchConfig, prompts: list[str], bandwidth
     return {"model": ref, "error": _last_error(done.stderr)}
 
 
+def bandwidth_reading(threads: int) -> dict[str, Any]:
+    """One read-bandwidth measurement, with the CPU steal while it ran."""
+    before = machine.cpu_ticks()
+    reading = machine.memory_bandwidth(threads)
+    return {**reading, "cpu_steal": machine.steal_share(before, machine.cpu_ticks())}
+
+
+def local_roofline(row: dict[str, Any], before_gbs: float, after_gbs: float) -> dict[str, Any]:
+    """The row with its roofline against the mean of the readings taken around it."""
+    roof = row.get("roofline")
+    if "error" in row or not roof or not roof.get("bytes_per_token"):
+        return row
+    local = (before_gbs + after_gbs) / 2
+    new = roofline(local, roof["bytes_per_token"], row["decode_tok_s"]["median"])
+    return {**row, "roofline": {**new, "bandwidth_around": [before_gbs, after_gbs]}}
+
+
 def _last_error(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     honed = [line for line in lines if line.startswith("honed:")]
@@ -105,12 +128,14 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
         raise HonedError(f"'{out}' already holds a bench: pass --overwrite or choose --output")
     prompts = load_prompts(cfg)
     threads = cfg.threads or machine.usable_cores()
-    before = machine.cpu_ticks()
-    measured = machine.memory_bandwidth(threads)
-    measured["cpu_steal"] = machine.steal_share(before, machine.cpu_ticks())
-    bandwidth = measured["gbs"]
-    rows = [measure_in_process(ref, cfg, prompts, bandwidth)
-            for ref in track(cfg.models, "benchmarking models")]  # fmt: skip
+    readings, rows = [bandwidth_reading(threads)], []
+    for ref in track(cfg.models, "benchmarking models"):
+        row = measure_in_process(ref, cfg, prompts, readings[-1]["gbs"])
+        readings.append(bandwidth_reading(threads))
+        rows.append(local_roofline(row, readings[-2]["gbs"], readings[-1]["gbs"]))
+    measured = {**readings[0], "readings": [r["gbs"] for r in readings],
+                "cpu_steal": max((r["cpu_steal"] or 0) for r in readings)}  # fmt: skip
+    bandwidth = statistics.median(measured["readings"])
     record = {
         "bench": 1,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -9,7 +9,7 @@ from honed.bench.machine import STEAL_WARN
 HEADER = (
     "| model | backend | size (MB) | load (s) | latency median (s) | p90 | p95 | p99 | std "
     "| TTFT median (s) | prompt tok/s | decode tok/s | batched tok/s | peak RSS (MB) "
-    "| roofline tok/s | share |"
+    "| bandwidth (GB/s) | roofline tok/s | share |"
 )
 
 
@@ -20,7 +20,7 @@ def _num(value: Any, digits: int = 2) -> str:
 def row(r: dict[str, Any]) -> str:
     """One model's table row (or its error)."""
     if "error" in r:
-        return f"| {r['model']} | failed: {r['error']} |" + " |" * 14
+        return f"| {r['model']} | failed: {r['error']} |" + " |" * 15
     lat, roof = r["latency_s"], r["roofline"]
     batched = (r.get("batched") or {}).get("tok_s")
     size = r["size_bytes"] / 1e6 if r.get("size_bytes") else None
@@ -29,7 +29,7 @@ def row(r: dict[str, Any]) -> str:
         _num(lat["median"], 3), _num(lat["p90"], 3), _num(lat["p95"], 3), _num(lat["p99"], 3),
         _num(lat["std"], 3), _num(r["ttft_s"]["median"], 3), _num(r["prompt_tok_s"]["median"], 1),
         _num(r["decode_tok_s"]["median"], 1), _num(batched, 1), _num(r["peak_rss_mb"], 0),
-        _num(roof.get("bound_tok_s"), 1),
+        _num(roof.get("bandwidth_gbs"), 1), _num(roof.get("bound_tok_s"), 1),
         "-" if roof.get("share") is None else f"{roof['share']:.0%}",
     ]  # fmt: skip
     return "| " + " | ".join(str(c) for c in cells) + " |"
@@ -39,6 +39,13 @@ def _bandwidth(m: dict[str, Any]) -> str:
     """The bandwidth figure with its spread, when the record has one."""
     text = f"{m['bandwidth_gbs']:.1f} GB/s"
     b = m.get("bandwidth")
+    if b and len(b.get("readings", [])) > 1:
+        return text + (
+            f" (median of {len(b['readings'])} readings, one before the first model and one "
+            f"after each, {min(b['readings']):.1f} to {max(b['readings']):.1f}; each the higher "
+            f"of the sum and max kernels' medians, {b['passes']} passes; a row's share uses the "
+            "two readings around it)"
+        )
     if b:
         kernels = " and ".join(b.get("kernels", {})) or "read"
         text += (
@@ -60,11 +67,12 @@ def markdown(record: dict[str, Any]) -> str:
         f"greedy, at most {cfg['max_new_tokens']} new tokens; each model in its own process.",
         "",
         HEADER,
-        "|" + "---|" * 16,
+        "|" + "---|" * 17,
         *[row(r) for r in record["results"]],
         "",
         "Roofline: decode reads every weight once per token, so bandwidth / weight bytes per "
-        "token bounds decode tokens/s; share is the median decode speed over that bound.",
+        "token bounds decode tokens/s; share is the median decode speed over that bound, with "
+        "the bandwidth read just before and after the model ran (the bandwidth column).",
         "",
         *[f"{line}\n" for line in steal_notes(record)],
     ]

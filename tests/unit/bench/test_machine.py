@@ -60,3 +60,26 @@ def test_the_table_warns_of_steal_above_the_threshold_only():
         "CPU steal (time the host took away) during the runs: at most 2.0%."
     ]
     assert steal_notes({"machine": {}, "results": [{"model": "x"}]}) == []
+
+
+def test_a_rows_share_uses_the_bandwidth_read_around_it():
+    from honed.bench.run import local_roofline
+
+    row = {"model": "m", "decode_tok_s": {"median": 35.0},
+           "roofline": {"bandwidth_gbs": 50.0, "bytes_per_token": 500_000_000,
+                        "bound_tok_s": 100.0, "share": 0.35}}  # fmt: skip
+    roof = local_roofline(row, 30.0, 40.0)["roofline"]
+    assert roof["bandwidth_gbs"] == 35.0 and roof["bandwidth_around"] == [30.0, 40.0]
+    assert roof["bound_tok_s"] == 70.0 and roof["share"] == 0.5
+    failed = {"model": "x", "error": "could not load"}
+    assert local_roofline(failed, 30.0, 40.0) == failed
+    unknown = {**row, "roofline": {"bandwidth_gbs": 50.0, "bytes_per_token": None}}
+    assert local_roofline(unknown, 30.0, 40.0) == unknown
+
+
+def test_the_header_names_the_readings_between_models():
+    b = {"passes": 30, "min": 28.0, "max": 50.0, "kernels": {"sum": 30.1, "max": 31.0},
+         "readings": [31.0, 54.0, 33.0]}  # fmt: skip
+    text = _bandwidth({"bandwidth_gbs": 33.0, "bandwidth": b})
+    assert text.startswith("33.0 GB/s (median of 3 readings, one before the first model")
+    assert "31.0 to 54.0" in text
