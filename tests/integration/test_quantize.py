@@ -127,6 +127,24 @@ def test_causal_onnx_int8_is_the_fused_block_int8_graph(tiny_causal, tmp_path):
         export.close()
 
 
+def test_a_failing_builder_falls_back_to_the_torchscript_int8_export(
+    tiny_causal, tmp_path, monkeypatch
+):
+    from honed.quantize import onnx_genai
+
+    def broken(float_dir: Path, out: Path) -> None:
+        out.mkdir(parents=True)
+        (out / "partial.onnx").write_text("half")
+        raise HonedError("ONNX Runtime GenAI's model builder failed (some reason)")
+
+    monkeypatch.setattr(onnx_genai, "run_builder", broken)
+    meta = run(tiny_causal, "onnx-int8", tmp_path / "q")["method"]["onnx"]
+    assert meta["exporter"].startswith("torch.onnx.export")
+    assert "some reason" in meta["fallback"] and "dynamic int8 instead" in meta["fallback"]
+    assert not (tmp_path / "q" / "_genai-build").exists()
+    assert_loads_and_generates(tmp_path / "q", "onnxruntime")
+
+
 @pytest.mark.parametrize("method", ["onnx", "onnx-int8", "int8"])
 def test_text_to_text_models_export(tiny_seq2seq, tmp_path, method):
     manifest = run(tiny_seq2seq, method, tmp_path / method)

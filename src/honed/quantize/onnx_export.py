@@ -29,6 +29,7 @@ import onnx
 import torch
 from transformers import DynamicCache, EncoderDecoderCache
 
+from honed.errors import HonedError
 from honed.quantize.source import FloatSource
 
 META = "onnx_meta.json"
@@ -200,10 +201,17 @@ def export_onnx(src: FloatSource, work: Path, quantize_int8_weights: bool) -> di
 
     from honed.quantize import onnx_genai
 
+    layout: dict[str, Any] | None = None
+    fallback = None
     if quantize_int8_weights and not src.is_seq2seq and onnx_genai.builds(src.float_dir):
-        layout = onnx_genai.export_genai_int8(src.float_dir, work)
-    else:
+        try:
+            layout = onnx_genai.export_genai_int8(src.float_dir, work)
+        except HonedError as exc:  # a model the builder should take but does not
+            fallback = f"{exc}; exported with TorchScript and dynamic int8 instead"
+    if layout is None:
         layout = _export_torchscript(src, work, quantize_int8_weights)
+    if fallback:
+        layout["fallback"] = fallback
     AutoTokenizer.from_pretrained(src.float_dir).save_pretrained(work)
     for name in COPY:
         if (src.float_dir / name).is_file():

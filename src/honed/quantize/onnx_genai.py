@@ -126,13 +126,15 @@ def export_genai_int8(float_dir: Path, work: Path) -> dict[str, Any]:
     from honed.quantize.onnx_export import save_graph
 
     built = work / "_genai-build"
-    run_builder(float_dir, built)
-    model = onnx.load(str(built / "model.onnx"))
-    embeddings = quantize_embedding(model)
-    save_graph(model, work / "decoder.onnx")
-    del model
-    decoder = json.loads((built / "genai_config.json").read_text())["model"]["decoder"]
-    shutil.rmtree(built)
+    try:
+        run_builder(float_dir, built)
+        model = onnx.load(str(built / "model.onnx"))
+        embeddings = quantize_embedding(model)
+        save_graph(model, work / "decoder.onnx")
+        del model
+        decoder = json.loads((built / "genai_config.json").read_text())["model"]["decoder"]
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
     return {
         "layers": decoder["num_hidden_layers"], "kv_heads": decoder["num_key_value_heads"],
         "head_dim": decoder["head_size"], "exporter": f"onnxruntime-genai {builder_version()}",

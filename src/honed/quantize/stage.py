@@ -80,6 +80,8 @@ def _build(cfg: QuantizeConfig, method: Method, work: Path, scratch: Path) -> di
         err.print(f"[bold yellow]honed: note[/] {line}", highlight=False)
     with status(f"quantizing with {method.name}"):
         details = method.export(src, work, cfg)
+    if fallback := (details.get("onnx") or {}).get("fallback"):
+        err.print(f"[bold yellow]honed: note[/] {fallback}", highlight=False)
     manifest = _manifest(cfg, method, src, details)
     artifacts.write_manifest(work, manifest)
     if cfg.check:
