@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 EMBEDDING_NAMES = ("token_embd.weight", "embed_tokens.weight", "wte.weight", "shared.weight")
 
@@ -60,18 +61,6 @@ def _unpacked_int4(directory: Path) -> bool:
     )
 
 
-def onnx_tensor_bytes(directory: Path) -> dict[str, int]:
-    """Bytes of the initializers of the decoder graph of an ONNX artifact."""
-    import onnx
-
-    model = onnx.load(str(directory / "decoder.onnx"), load_external_data=False)
-    sizes = {}
-    for init in model.graph.initializer:
-        length = next((int(e.value) for e in init.external_data if e.key == "length"), None)
-        sizes[init.name] = length if length is not None else len(init.raw_data)
-    return sizes
-
-
 def onnx_bytes_per_token(directory: Path) -> int:
     """Initializer bytes of the decoder graph, less the tables only looked up (Gather: one row
     a token). Exporters rename and copy weights (a tied embedding becomes a lookup table and a
@@ -84,8 +73,17 @@ def onnx_bytes_per_token(directory: Path) -> int:
         for name in node.input:
             consumers.setdefault(name, set()).add(node.op_type)
     lookups = {"Gather", "GatherBlockQuantized"}
-    sizes = onnx_tensor_bytes(directory)
-    return sum(b for n, b in sizes.items() if consumers.get(n, set()) - lookups)
+    return sum(
+        _initializer_bytes(init)
+        for init in graph.initializer
+        if consumers.get(init.name, set()) - lookups
+    )
+
+
+def _initializer_bytes(init: Any) -> int:
+    """An initializer's size as stored: its external-data length, or its inline bytes."""
+    length = next((int(e.value) for e in init.external_data if e.key == "length"), None)
+    return length if length is not None else len(init.raw_data)
 
 
 def weight_bytes_per_token(model_path: Path) -> int | None:

@@ -60,16 +60,16 @@ def builds(float_dir: Path) -> bool:
 
 
 def run_builder(float_dir: Path, out: Path) -> None:
-    """Run the model builder (int8, CPU) on a float HF directory into out."""
+    """Run the model builder (int8, CPU) on a float HF directory into out (its cache inside out,
+    which the caller removes)."""
     log = out.parent / "genai-builder.log"
     command = [
         sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(float_dir),
-        "-o", str(out), "-p", "int8", "-e", "cpu", "-c", str(out.parent / "_genai-cache"),
+        "-o", str(out), "-p", "int8", "-e", "cpu", "-c", str(out / "_cache"),
         "--extra_options", f"block_size={BLOCK}", "accuracy_level=4",
     ]  # fmt: skip
     with log.open("w") as sink:
         done = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, check=False)
-    shutil.rmtree(out.parent / "_genai-cache", ignore_errors=True)
     if done.returncode != 0 or not (out / "model.onnx").is_file():
         tail = [line for line in log.read_text().splitlines() if line.strip()][-1:]
         raise HonedError(
