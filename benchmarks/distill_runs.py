@@ -17,6 +17,8 @@ wall times of every step are recorded (in MODE/wall_s.json, kept across resumes)
 
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
+    .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 94 \
+        --limit 150 --dtype bfloat16
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ def training_args(args: argparse.Namespace) -> list[str]:
         "--overwrite",
         "--samples",
         "0",
+        "--dtype",
+        args.dtype,
     ]
 
 
@@ -100,6 +104,12 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the stage's")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--method", default=None, help="default: lora (logits), full (sequence)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        help="training dtype of student and teacher (bfloat16: ~2.5x faster steps on a CPU "
+        "with AVX512-BF16)",
+    )
     parser.add_argument("--candidates", type=int, default=2, help="sequence mode: per prompt")
     parser.add_argument("--limit", type=int, default=100, help="MBPP test problems scored")
     parser.add_argument("--eval-rows", type=int, default=16, help="validation rows (eval loss)")
@@ -141,6 +151,7 @@ def main() -> None:
         str(w / "distilled"),
         *training_args(args),
         *(["--candidates", str(args.candidates)] if args.mode == "sequence" else []),
+        *(["--teacher-dtype", args.dtype] if args.mode == "logits" else []),
         times=times,
     )
     models = {"teacher": teacher, "student before": student}

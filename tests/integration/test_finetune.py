@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from honed.artifacts import read_manifest, tmp_dir_for
@@ -208,3 +209,15 @@ def test_packed_batching_trains(tiny_causal, arith_data, tmp_path):
                    batching="packed", max_length=64)  # fmt: skip
     assert manifest["config"]["batching"] == "packed"
     assert_falls(out)
+
+
+def test_bf16_trains_on_cpu(tiny_causal, arith_data, tmp_path):
+    """bf16 autocast is asked of the CPU too (TrainingArguments refuses bf16 without use_cpu
+    when no GPU is there); the adapters stay fp32 and the loss falls as in fp32."""
+    out = tmp_path / "bf16"
+    manifest = run(tiny_causal, arith_data, out, method="lora", max_steps=24, learning_rate=1e-2,
+                   dtype="bfloat16", samples=0)  # fmt: skip
+    assert manifest["config"]["dtype"] == "bfloat16"
+    assert_falls(out)
+    adapters = load_file(out / "adapter_model.safetensors")
+    assert {t.dtype for t in adapters.values()} == {torch.float32}

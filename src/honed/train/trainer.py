@@ -174,6 +174,8 @@ def common_args(cfg: FinetuneConfig, out: Path, has_eval: bool, bf16: bool) -> d
         "data_seed": cfg.seed,
         "report_to": reporters or "none",
         "bf16": bf16,
+        # bf16 autocast on a CPU (fast where it has AVX512-BF16/AMX) needs use_cpu said aloud
+        "use_cpu": bf16 and not torch.cuda.is_available(),
         "gradient_checkpointing": cfg.gradient_checkpointing,
         "include_num_input_tokens_seen": "non_padding",
         "train_sampling_strategy": "group_by_length" if cfg.batching == "grouped" else "random",
