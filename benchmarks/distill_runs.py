@@ -11,14 +11,17 @@ students are exported to GGUF Q8_0 first, the shared models are used as their GG
 (Q4_K_M for the Qwen teachers). The distilled student is also exported to the teacher file's
 own type (`--speed-format`) and benched, so its speed ratio compares like with like.
 The plain fine-tune uses the same rows, steps and learning rate as the distillation, so
-"gap closed" = (distilled - plain) / (teacher - plain). Each step's output is kept under
-runs/distill-bench/ and reused when run again, so the script can be stopped and resumed;
-wall times of every step are recorded (in MODE/wall_s.json, kept across resumes).
+"gap closed" = (distilled - plain) / (teacher - plain). Logits mode can also distill on the
+teacher's own passing answers to the same train problems (`--targets teacher`: sequence-level
+plus logit KD), against the same plain fine-tune on MBPP's references. Each step's output is
+kept under runs/distill-bench/ and reused when run again (teacher, student before and plain
+fine-tune are shared by both logits runs), so the script can be stopped and resumed; wall
+times of every step are recorded (in MODE/wall_s*.json, kept across resumes).
 
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 94 \
-        --limit 150 --dtype bfloat16
+        --limit 150 --dtype bfloat16 [--targets teacher --candidates 1 --teacher-temperature 0]
 """
 
 from __future__ import annotations
@@ -52,11 +55,16 @@ def honed(*args: str) -> float:
 
 class WallTimes(dict):
     """Wall time of each step in seconds, kept in a file so that a resumed run still reports
-    the steps it reused."""
+    the steps it reused. Steps shared with the mode's other run (teacher, student before,
+    plain fine-tune: same output folders) take their time from that run's file."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(json.loads(path.read_text()) if path.is_file() else {})
+        super().__init__(_load(path))
         self.path = path
+        self.elsewhere: dict[str, float] = {}
+        for other in sorted(path.parent.glob("wall_s*.json")):
+            if other != path:
+                self.elsewhere.update(_load(other))
 
     def __setitem__(self, key: str, value: float) -> None:
         super().__setitem__(key, value)
@@ -64,10 +72,16 @@ class WallTimes(dict):
         self.path.write_text(json.dumps(self, indent=2))
 
 
-def step(name: str, out: Path, *args: str, times: dict[str, float]) -> Path:
+def _load(path: Path) -> dict[str, float]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def step(name: str, out: Path, *args: str, times: WallTimes) -> Path:
     """A honed command whose output directory is reused when it already exists."""
     if not any((out / f).is_file() for f in ("manifest.json", "summary.json", "bench.json")):
         times[name] = honed(*args)
+    elif name not in times and name in times.elsewhere:
+        times[name] = times.elsewhere[name]
     return out
 
 
@@ -96,6 +110,23 @@ def training_args(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def teacher_answers(args: argparse.Namespace) -> list[str]:
+    """How the teacher answers the train problems (sequence mode, or logits on its answers)."""
+    targets = ["--targets", "teacher"] if args.mode == "logits" else []
+    return [
+        *targets,
+        "--candidates",
+        str(args.candidates),
+        "--teacher-temperature",
+        str(args.teacher_temperature),
+    ]
+
+
+def variant_of(args: argparse.Namespace) -> str:
+    """'' for the standard run of a mode; a suffix for logits KD on the teacher's answers."""
+    return "-teacher-targets" if args.mode == "logits" and args.targets == "teacher" else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=sorted(PAIRS))
@@ -110,7 +141,18 @@ def main() -> None:
         help="training dtype of student and teacher (bfloat16: ~2.5x faster steps on a CPU "
         "with AVX512-BF16)",
     )
-    parser.add_argument("--candidates", type=int, default=2, help="sequence mode: per prompt")
+    parser.add_argument(
+        "--targets",
+        choices=("data", "teacher"),
+        default="data",
+        help="logits mode: KD on MBPP's reference answers, or on the teacher's passing ones",
+    )
+    parser.add_argument(
+        "--candidates", type=int, default=2, help="teacher answers per prompt (teacher targets)"
+    )
+    parser.add_argument(
+        "--teacher-temperature", type=float, default=0.8, help="of the teacher's answers"
+    )
     parser.add_argument("--limit", type=int, default=100, help="MBPP test problems scored")
     parser.add_argument("--eval-rows", type=int, default=16, help="validation rows (eval loss)")
     parser.add_argument("--work", type=Path, default=WORK, help="where every step's output goes")
@@ -125,7 +167,8 @@ def main() -> None:
     args.method = args.method or ("lora" if args.mode == "logits" else "full")
     teacher, student = PAIRS[args.mode]
     w = args.work / args.mode
-    times = WallTimes(w / "wall_s.json")
+    variant = variant_of(args)
+    times = WallTimes(w / f"wall_s{variant}.json")
     plain = step(
         "plain fine-tune",
         w / "plain",
@@ -137,9 +180,10 @@ def main() -> None:
         *training_args(args),
         times=times,
     )
+    teacher_targets = args.mode == "sequence" or args.targets == "teacher"
     distilled = step(
         "distill",
-        w / "distilled",
+        w / f"distilled{variant}",
         "distill",
         "--teacher",
         teacher,
@@ -148,9 +192,9 @@ def main() -> None:
         "--mode",
         args.mode,
         "--output",
-        str(w / "distilled"),
+        str(w / f"distilled{variant}"),
         *training_args(args),
-        *(["--candidates", str(args.candidates)] if args.mode == "sequence" else []),
+        *(teacher_answers(args) if teacher_targets else []),
         *(["--teacher-dtype", args.dtype] if args.mode == "logits" else []),
         times=times,
     )
@@ -163,7 +207,8 @@ def main() -> None:
         speed_only[name] = export(name, distilled, args.speed_format, times)
     scores, solved = {}, {}
     for name, ref in models.items():
-        out = w / f"eval-{name.replace(' ', '-')}"
+        own = variant if name == "student distilled" else ""
+        out = w / f"eval-{name.replace(' ', '-')}{own}"
         extra = ["--limit", str(args.limit)] if args.limit else []
         summary = out / "summary.json"
         if summary.is_file() and json.loads(summary.read_text())["params"]["limit"] != (
@@ -226,9 +271,10 @@ def main() -> None:
     }
     print(json.dumps(record, indent=2))
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"distill_{args.mode}.json").write_text(json.dumps(record, indent=2))
+    name = f"distill_{args.mode}{variant}"
+    (HERE / "results" / f"{name}.json").write_text(json.dumps(record, indent=2))
     if args.work == WORK:  # a trial elsewhere does not touch RESULTS.md
-        replace_section(f"## Distillation ({args.mode} mode)", markdown(record))
+        replace_section(heading(record), markdown(record))
 
 
 def forget_stale_bench(bench: Path, refs: list[str]) -> None:
@@ -240,11 +286,17 @@ def forget_stale_bench(bench: Path, refs: list[str]) -> None:
             found.unlink()
 
 
-def export(name: str, path: Path, method: str, times: dict[str, float]) -> str:
+def export(name: str, path: Path, method: str, times: WallTimes) -> str:
     """A trained student quantized with `honed quantize` (reused when already there)."""
     out = path.with_name(f"{path.name}-{method.removeprefix('gguf-')}")
     args = ("quantize", str(path), "--method", method, "--output", str(out), "--overwrite")
     return str(step(f"export {name}", out, *args, times=times))
+
+
+def heading(record: dict) -> str:
+    """The RESULTS.md section of a run: one per mode, and one for KD on teacher answers."""
+    on_answers = record["mode"] == "logits" and record["settings"].get("targets") == "teacher"
+    return f"## Distillation ({record['mode']} mode{', teacher answers' if on_answers else ''})"
 
 
 def markdown(record: dict) -> str:
@@ -279,7 +331,7 @@ def markdown(record: dict) -> str:
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in record["wall_s"].items())
     return "\n".join(
         [
-            f"## Distillation ({record['mode']} mode)",
+            heading(record),
             "",
             f"Measured {record['date']}; `{record['command']}`; {record['teacher']} -> "
             f"{record['student']}, settings {record['settings']}. Wall times: {times}.",

@@ -489,13 +489,19 @@ class DistillConfig(FinetuneConfig):
     teacher_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Teacher dtype in logits mode (auto: bf16 on CUDA, else float32)."
     )
-    candidates: int = Field(4, ge=1, description="Sequence mode: teacher answers per prompt.")
+    targets: Literal["data", "teacher"] = Field(
+        "data",
+        description="Logits mode: KD on the data's answers, or on the teacher's own (for code: those that pass their tests; sequence-level + logit KD). Sequence mode always trains on the teacher's.",
+    )
+    candidates: int = Field(
+        4, ge=1, description="Teacher answers per prompt (sequence mode, --targets teacher)."
+    )
     teacher_temperature: float = Field(
-        0.8, ge=0, description="Sequence mode: teacher sampling temperature (0: greedy)."
+        0.8, ge=0, description="Teacher sampling temperature for its answers (0: greedy)."
     )
     teacher_max_new_tokens: int = Field(
-        512, gt=0, description="Sequence mode: new tokens per teacher answer."
+        512, gt=0, description="New tokens per teacher answer (sequence mode, --targets teacher)."
     )
     teacher_backend: Literal["auto", "transformers", "llama.cpp", "onnxruntime"] = Field(
-        "auto", description="Sequence mode: runtime that generates the teacher's answers."
+        "auto", description="Runtime that generates the teacher's answers."
     )

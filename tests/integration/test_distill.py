@@ -213,6 +213,28 @@ def test_sequence_mode_trains_only_on_answers_that_pass(tiny_causal, tmp_path, m
     assert all(r["completion"] == references[r["task_id"]] for r in rows)
 
 
+
+def test_logits_mode_on_the_teachers_passing_answers(tiny_causal, tmp_path, monkeypatch):
+    """--targets teacher: the teacher answers the train problems first, and logit KD runs on
+    the answers that pass (sequence-level + word-level KD)."""
+    import honed.evaluate.run as run
+
+    real = run.evaluate
+    monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, ScriptedTeacher(2)))
+    cfg = config(tmp_path, tiny_causal, "mbpp", student=str(tiny_causal), targets="teacher",
+                 max_samples=4, candidates=1, max_steps=2, max_length=512, val_fraction=0.0)  # fmt: skip
+    manifest = distill(cfg).manifest
+    record = manifest["distill"]
+    assert record["mode"] == "logits" and record["targets"] == "teacher"
+    made = record["teacher_data"]
+    assert made["candidates"] == 4 and made["kept"] == 2
+    assert manifest["data"]["spec"] == made["rows"] and manifest["data"]["train_rows"] == 2
+    assert record["teacher_forward_passes"] > 0 and record["cache"]["hits"] > 0
+    rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
+    references = {p.task_id: p.reference.strip() for p in tasks.mbpp_problems("train")[:2]}
+    assert {r["task_id"]: r["completion"] for r in rows} == references
+
+
 class EchoTeacher(ScriptedTeacher):
     """Answers every prompt with the same text per sample; counts its calls."""
 

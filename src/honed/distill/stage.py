@@ -4,8 +4,9 @@ The student before distillation is written as an artifact of its own (`OUTPUT-in
 student built from a config or pruned from the teacher) so that `honed eval`, `bench` and
 `report` can put teacher, student before and student after side by side. Training is the
 fine-tune stage (checkpoints, resume, Ctrl-C, NaN stop, metrics, loss plot, samples,
-accelerate) with the distillation loss (logits mode) or on teacher-written data (sequence
-mode, see sequence.py).
+accelerate) with the distillation loss (logits mode, on the data's answers or with
+`--targets teacher` on the teacher's own passing ones) or on teacher-written data alone
+(sequence mode, see sequence.py).
 """
 
 from __future__ import annotations
@@ -173,17 +174,12 @@ def distill(cfg: DistillConfig) -> RunResult | None:
         "teacher": {"ref": cfg.teacher},
         "student_init": {"kind": kind, "spec": spec, "ref": student},
         "mode": cfg.mode,
+        "targets": "teacher" if cfg.mode == "sequence" else cfg.targets,
         "parameters": warn_if_larger(cfg.teacher, student),
     }
     if cfg.mode == "logits":
-        from honed.distill.logits import logits_hooks
-
-        hooks = logits_hooks(cfg, record, cache_root=cfg.cache_dir or cache_root() / "kd")
-        return finetune(finetune_config(cfg, student, output, cfg.data), hooks=hooks)
-    from honed.distill.sequence import teacher_data
-
-    data_path, made = teacher_data(cfg, output)
-    record["teacher_data"] = made
+        return _logits(cfg, student, output, record)
+    data_path = _teacher_rows(cfg, output, record)
 
     def manifest(data: PreparedData) -> dict[str, Any]:
         return {"stage": "distill", "distill": {**record, "data_sha256": data_hash(data)}}
@@ -192,3 +188,26 @@ def distill(cfg: DistillConfig) -> RunResult | None:
     # --max-samples chose the teacher's prompts; every kept answer to them is trained on
     ft = ft.model_copy(update={"max_samples": None})
     return finetune(ft, hooks=StageHooks(manifest=manifest))
+
+
+def _logits(
+    cfg: DistillConfig, student: str, output: Path, record: dict[str, Any]
+) -> RunResult | None:
+    """KD on the teacher's cached logits, over the data's answers or the teacher's own."""
+    from honed.distill.logits import logits_hooks
+
+    ft = finetune_config(cfg, student, output, cfg.data)
+    if cfg.targets == "teacher":
+        data = str(_teacher_rows(cfg, output, record))
+        ft = ft.model_copy(update={"data": data, "max_samples": None})
+    hooks = logits_hooks(cfg, record, cache_root=cfg.cache_dir or cache_root() / "kd")
+    return finetune(ft, hooks=hooks)
+
+
+def _teacher_rows(cfg: DistillConfig, output: Path, record: dict[str, Any]) -> Path:
+    """The teacher's (passing) answers as a jsonl; what was made goes in the record."""
+    from honed.distill.sequence import teacher_data
+
+    data_path, made = teacher_data(cfg, output)
+    record["teacher_data"] = made
+    return data_path
