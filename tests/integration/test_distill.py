@@ -213,7 +213,6 @@ def test_sequence_mode_trains_only_on_answers_that_pass(tiny_causal, tmp_path, m
     assert all(r["completion"] == references[r["task_id"]] for r in rows)
 
 
-
 def test_logits_mode_on_the_teachers_passing_answers(tiny_causal, tmp_path, monkeypatch):
     """--targets teacher: the teacher answers the train problems first, and logit KD runs on
     the answers that pass (sequence-level + word-level KD)."""
@@ -221,8 +220,9 @@ def test_logits_mode_on_the_teachers_passing_answers(tiny_causal, tmp_path, monk
 
     real = run.evaluate
     monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, ScriptedTeacher(2)))
-    cfg = config(tmp_path, tiny_causal, "mbpp", student=str(tiny_causal), targets="teacher",
-                 max_samples=4, candidates=1, max_steps=2, max_length=512, val_fraction=0.0)  # fmt: skip
+    answers = dict(targets="teacher", max_samples=4, candidates=1, val_fraction=0.0)
+    cfg = config(tmp_path, tiny_causal, "mbpp", student=str(tiny_causal), max_steps=2,
+                 max_length=512, **answers)  # fmt: skip
     manifest = distill(cfg).manifest
     record = manifest["distill"]
     assert record["mode"] == "logits" and record["targets"] == "teacher"

@@ -37,3 +37,11 @@ def test_adapter_artifact_points_at_its_base(tmp_path):
     )
     source = resolve(str(tmp_path))
     assert source.kind == "adapter" and source.base is not None and source.base.path == "org/base"
+
+
+def test_a_tokenizer_that_cannot_be_loaded_is_one_line(tmp_path):
+    """A directory (or an unreachable hub id) without a tokenizer: a HonedError, no traceback."""
+    from honed.models.load import load_tokenizer
+
+    with pytest.raises(HonedError, match=r"cannot load model '.*' \(.*\): check the hub id"):
+        load_tokenizer(str(tmp_path))

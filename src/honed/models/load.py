@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,15 +99,22 @@ def weights_dir(source: ModelSource) -> str:
     return source.path
 
 
-def _config(path: str, trust_remote_code: bool) -> Any:
+@contextmanager
+def _unreachable_as_error(path: str) -> Iterator[None]:
+    """A model that cannot be found (a typo, or a hub id with no network) is one line."""
     try:
-        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        yield
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HonedError(
             f"cannot load model '{path}' ({first}): check the hub id and your network, "
             "or pass a local directory or a .gguf file"
         ) from exc
+
+
+def _config(path: str, trust_remote_code: bool) -> Any:
+    with _unreachable_as_error(path):
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
 def bnb_4bit_config(compute_dtype: torch.dtype) -> BitsAndBytesConfig:
@@ -120,7 +129,8 @@ def bnb_4bit_config(compute_dtype: torch.dtype) -> BitsAndBytesConfig:
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load a tokenizer and make sure it can pad."""
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with _unreachable_as_error(path):
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
