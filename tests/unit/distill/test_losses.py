@@ -82,7 +82,8 @@ def test_identical_distributions_cost_nothing_and_masked_positions_do_not_count(
 def test_the_mix_is_alpha_kd_plus_one_minus_alpha_ce():
     student = torch.tensor([[STUDENT[0], STUDENT[0]]])
     labels = torch.tensor([[0, -100]])
-    ids, tl = torch.tensor([[TEACHER_IDS[0]] * 2]), torch.tensor([[TEACHER_LOGITS[0]] * 2])
+    ids = torch.tensor([[TEACHER_IDS[0]] * 2])
+    tl = torch.tensor([[TEACHER_LOGITS[0], [-9.0, 9.0, 0.0]]])  # the second is not scored
     loss, parts = distill_loss(student, labels, ids, tl, alpha=0.3)
     ce = -math.log(softmax(STUDENT[0])[0])
     p, q = by_hand(1.0)
