@@ -138,8 +138,8 @@ def main() -> None:
     parser.add_argument(
         "--dtype",
         default="auto",
-        help="training dtype of student and teacher (bfloat16: ~2.5x faster steps on a CPU "
-        "with AVX512-BF16)",
+        help="training dtype of student and teacher (bfloat16: faster steps on a CPU that "
+        "computes bf16 natively)",
     )
     parser.add_argument(
         "--targets",

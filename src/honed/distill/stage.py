@@ -179,14 +179,12 @@ def distill(cfg: DistillConfig) -> RunResult | None:
     }
     if cfg.mode == "logits":
         return _logits(cfg, student, output, record)
-    data_path = _teacher_rows(cfg, output, record)
 
     def manifest(data: PreparedData) -> dict[str, Any]:
         return {"stage": "distill", "distill": {**record, "data_sha256": data_hash(data)}}
 
-    ft = finetune_config(cfg, student, output, str(data_path))
-    # --max-samples chose the teacher's prompts; every kept answer to them is trained on
-    ft = ft.model_copy(update={"max_samples": None})
+    ft = finetune_config(cfg, student, output, cfg.data)
+    ft = _on_teacher_answers(ft, cfg, output, record)
     return finetune(ft, hooks=StageHooks(manifest=manifest))
 
 
@@ -198,16 +196,19 @@ def _logits(
 
     ft = finetune_config(cfg, student, output, cfg.data)
     if cfg.targets == "teacher":
-        data = str(_teacher_rows(cfg, output, record))
-        ft = ft.model_copy(update={"data": data, "max_samples": None})
+        ft = _on_teacher_answers(ft, cfg, output, record)
     hooks = logits_hooks(cfg, record, cache_root=cfg.cache_dir or cache_root() / "kd")
     return finetune(ft, hooks=hooks)
 
 
-def _teacher_rows(cfg: DistillConfig, output: Path, record: dict[str, Any]) -> Path:
-    """The teacher's (passing) answers as a jsonl; what was made goes in the record."""
+def _on_teacher_answers(
+    ft: FinetuneConfig, cfg: DistillConfig, output: Path, record: dict[str, Any]
+) -> FinetuneConfig:
+    """Training on the teacher's (passing) answers, written as a jsonl first; what was made
+    goes in the record. --max-samples chose the teacher's prompts; every kept answer to them
+    is trained on."""
     from honed.distill.sequence import teacher_data
 
     data_path, made = teacher_data(cfg, output)
     record["teacher_data"] = made
-    return data_path
+    return ft.model_copy(update={"data": str(data_path), "max_samples": None})
