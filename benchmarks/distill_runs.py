@@ -5,8 +5,9 @@ Pairs (issue 6):
 - logits: Qwen2.5-Coder-1.5B-Instruct -> Qwen2.5-Coder-0.5B-Instruct (shared tokenizer);
 - sequence: Qwen2.5-Coder-0.5B-Instruct -> SmolLM2-135M-Instruct (teacher answers MBPP
   train, the passing ones are the student's data).
-Every model is scored on MBPP test (pass@1, greedy, chat prompting: each model through its
-own chat template, the format the students are trained in) through llama.cpp: trained
+Every model is scored on MBPP test, and with `--tasks mbpp,humaneval` on HumanEval too (pass@1,
+greedy, chat prompting: each model through its own chat template, the format the students are
+trained in) through llama.cpp: trained
 students are exported to GGUF Q8_0 first, the shared models are used as their GGUF files
 (Q4_K_M for the Qwen teachers). The distilled student is also exported to the teacher file's
 own type (`--speed-format`) and benched, so its speed ratio compares like with like.
@@ -21,7 +22,8 @@ times of every step are recorded (in MODE/wall_s*.json, kept across resumes).
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 94 \
-        --limit 150 --dtype bfloat16 [--targets teacher --candidates 1 --teacher-temperature 0]
+        --limit 150 --dtype bfloat16 [--targets teacher --candidates 1 --teacher-temperature 0] \
+        [--tasks mbpp,humaneval]
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from paired import paired, solved_problems  # noqa: E402
+from distill_md import heading, markdown  # noqa: E402
+from paired import solved_problems  # noqa: E402
 from results_md import replace_section  # noqa: E402
 
 WORK = Path("runs/distill-bench")
@@ -154,6 +157,12 @@ def main() -> None:
         "--teacher-temperature", type=float, default=0.8, help="of the teacher's answers"
     )
     parser.add_argument("--limit", type=int, default=100, help="MBPP test problems scored")
+    parser.add_argument(
+        "--tasks",
+        type=lambda text: text.split(","),
+        default=["mbpp"],
+        help="tasks every model is scored on, comma-separated: mbpp, humaneval (whole)",
+    )
     parser.add_argument("--eval-rows", type=int, default=16, help="validation rows (eval loss)")
     parser.add_argument("--work", type=Path, default=WORK, help="where every step's output goes")
     parser.add_argument("--bench-prompts", type=int, default=8, help="bench: prompts, 2 runs")
@@ -205,34 +214,7 @@ def main() -> None:
     if args.speed_format:
         name = f"student distilled ({args.speed_format})"
         speed_only[name] = export(name, distilled, args.speed_format, times)
-    scores, solved = {}, {}
-    # the student before last: the gap closed needs only the other three
-    for name, ref in sorted(models.items(), key=lambda item: item[0] == "student before"):
-        own = variant if name == "student distilled" else ""
-        out = w / f"eval-{name.replace(' ', '-')}{own}"
-        extra = ["--limit", str(args.limit)] if args.limit else []
-        summary = out / "summary.json"
-        if summary.is_file() and json.loads(summary.read_text())["params"]["limit"] != (
-            args.limit or None
-        ):
-            summary.unlink()  # scored on another number of problems: score again
-        step(
-            f"eval {name}",
-            out,
-            "eval",
-            ref,
-            "--task",
-            "mbpp",
-            "--prompting",
-            "chat",
-            "--output",
-            str(out),
-            "--overwrite",
-            *extra,
-            times=times,
-        )
-        scores[name] = json.loads((out / "summary.json").read_text())["pass@k"]["pass@1"]
-        solved[name] = sorted(solved_problems(out / "samples.jsonl"))
+    scores, solved = score(args, w, variant, models, times)
     bench = w / "bench"
     forget_stale_bench(bench, [*models.values(), *speed_only.values()])
     step(
@@ -278,6 +260,60 @@ def main() -> None:
         replace_section(heading(record), markdown(record))
 
 
+def score(
+    args: argparse.Namespace, w: Path, variant: str, models: dict[str, str], times: WallTimes
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
+    """pass@1 and solved problems of every model on every task, keyed by task then model.
+    MBPP's eval folders keep their first names (eval-MODEL); other tasks' carry the task.
+    `--limit` applies to MBPP; HumanEval is scored whole (164 problems)."""
+    scores: dict[str, dict[str, float]] = {}
+    solved: dict[str, dict[str, list[str]]] = {}
+    for task in args.tasks:
+        limit = (args.limit or None) if task == "mbpp" else None
+        scores[task], solved[task] = {}, {}
+        # the student before last: the gap closed needs only the other three
+        for name, ref in sorted(models.items(), key=lambda item: item[0] == "student before"):
+            own = variant if name == "student distilled" else ""
+            prefix = "eval" if task == "mbpp" else f"eval-{task}"
+            out = w / f"{prefix}-{name.replace(' ', '-')}{own}"
+            evaluate(
+                f"eval {name}" + ("" if task == "mbpp" else f" ({task})"),
+                out,
+                ref,
+                task,
+                limit,
+                times,
+            )
+            scores[task][name] = json.loads((out / "summary.json").read_text())["pass@k"]["pass@1"]
+            solved[task][name] = sorted(solved_problems(out / "samples.jsonl"))
+    return scores, solved
+
+
+def evaluate(
+    name: str, out: Path, ref: str, task: str, limit: int | None, times: WallTimes
+) -> None:
+    """`honed eval` greedy with chat prompting, reused unless scored on another limit."""
+    summary = out / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text())["params"]["limit"] != limit:
+        summary.unlink()  # scored on another number of problems: score again
+    extra = ["--limit", str(limit)] if limit else []
+    step(
+        name,
+        out,
+        "eval",
+        ref,
+        "--task",
+        task,
+        "--prompting",
+        "chat",
+        "--output",
+        str(out),
+        "--overwrite",
+        *extra,
+        times=times,
+    )
+
+
 def forget_stale_bench(bench: Path, refs: list[str]) -> None:
     """A bench.json of another set of models is not reused."""
     found = bench / "bench.json"
@@ -292,57 +328,6 @@ def export(name: str, path: Path, method: str, times: WallTimes) -> str:
     out = path.with_name(f"{path.name}-{method.removeprefix('gguf-')}")
     args = ("quantize", str(path), "--method", method, "--output", str(out), "--overwrite")
     return str(step(f"export {name}", out, *args, times=times))
-
-
-def heading(record: dict) -> str:
-    """The RESULTS.md section of a run: one per mode, and one for KD on teacher answers."""
-    on_answers = record["mode"] == "logits" and record["settings"].get("targets") == "teacher"
-    return f"## Distillation ({record['mode']} mode{', teacher answers' if on_answers else ''})"
-
-
-def markdown(record: dict) -> str:
-    """Teacher, student before / plain / distilled: pass@1, parameters, decode tok/s."""
-    s, b = record["pass@1"], record["bench"]
-    gap = s["teacher"] - s["student plain fine-tune"]
-    closed = (s["student distilled"] - s["student plain fine-tune"]) / gap if gap > 0 else None
-    teacher_speed = (b["teacher"].get("decode_tok_s") or {}).get("median")
-    rows = [
-        "| model | MBPP test pass@1 | parameters (M) | decode tok/s | x teacher speed |",
-        "|---|---|---|---|---|",
-    ]
-    for name in b:
-        speed = (b[name].get("decode_tok_s") or {}).get("median")
-        params = b[name].get("parameters")
-        ratio = f"{speed / teacher_speed:.2f}" if speed and teacher_speed else "-"
-        score = f"{s[name]:.4f}" if name in s else "not scored"
-        rows.append(
-            f"| {name} | {score} | {params / 1e6 if params else 0:.0f} "
-            f"| {speed or 0:.1f} | {ratio} |"
-        )
-    verdict = "gap closed over plain fine-tuning: " + (
-        f"{closed:.0%} (target 30%)" if closed is not None else "n/a (no gap)"
-    )
-    if "solved" in record:
-        both = record["solved"]
-        lost, gained, p = paired(both["student plain fine-tune"], both["student distilled"])
-        verdict += (
-            f". Problem by problem, the distilled student solves {gained} that the plain one "
-            f"does not and misses {lost} that it solves (exact McNemar p = {p:.2f})"
-        )
-    times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in record["wall_s"].items())
-    return "\n".join(
-        [
-            heading(record),
-            "",
-            f"Measured {record['date']}; `{record['command']}`; {record['teacher']} -> "
-            f"{record['student']}, settings {record['settings']}. Wall times: {times}.",
-            "",
-            *rows,
-            "",
-            verdict,
-            "",
-        ]
-    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""The RESULTS.md section of a `distill_runs.py` run: teacher, student before, plain fine-tune
+and distilled student side by side (pass@1 on each task scored, parameters, decode speed),
+and on each task how much of the teacher's lead over plain fine-tuning distillation closed."""
+
+from __future__ import annotations
+
+from paired import paired
+
+TASK_NAMES = {"mbpp": "MBPP test", "humaneval": "HumanEval"}
+
+
+def heading(record: dict) -> str:
+    """One section per mode, and one for logits KD on the teacher's answers."""
+    on_answers = record["mode"] == "logits" and record["settings"].get("targets") == "teacher"
+    return f"## Distillation ({record['mode']} mode{', teacher answers' if on_answers else ''})"
+
+
+def by_task(record: dict, key: str) -> dict[str, dict]:
+    """`record[key]` per task; records written before HumanEval was scored hold MBPP only."""
+    found = record.get(key, {})
+    return found if "teacher" not in found else {"mbpp": found}
+
+
+def table(record: dict) -> list[str]:
+    """A row per model: pass@1 per task, parameters (M), decode tok/s and x teacher speed."""
+    scores, b = by_task(record, "pass@1"), record["bench"]
+    tasks = list(scores)
+    teacher_speed = (b["teacher"].get("decode_tok_s") or {}).get("median")
+    rows = [
+        "| model | "
+        + " | ".join(f"{TASK_NAMES.get(t, t)} pass@1" for t in tasks)
+        + " | parameters (M) | decode tok/s | x teacher speed |",
+        "|---|" + "---|" * (len(tasks) + 3),
+    ]
+    for name in b:
+        speed = (b[name].get("decode_tok_s") or {}).get("median")
+        params = b[name].get("parameters")
+        ratio = f"{speed / teacher_speed:.2f}" if speed and teacher_speed else "-"
+        cells = [f"{scores[t][name]:.4f}" if name in scores[t] else "not scored" for t in tasks]
+        rows.append(
+            f"| {name} | {' | '.join(cells)} | {params / 1e6 if params else 0:.0f} "
+            f"| {speed or 0:.1f} | {ratio} |"
+        )
+    return rows
+
+
+def verdict(task: str, scores: dict[str, float], solved: dict[str, list] | None) -> str:
+    """Gap closed over plain fine-tuning on one task, with the paired problem-by-problem split."""
+    gap = scores["teacher"] - scores["student plain fine-tune"]
+    gain = scores["student distilled"] - scores["student plain fine-tune"]
+    text = f"{TASK_NAMES.get(task, task)}: gap closed over plain fine-tuning: " + (
+        f"{gain / gap:.0%} (target 30%)" if gap > 0 else "n/a (no gap)"
+    )
+    if solved:
+        lost, gained, p = paired(solved["student plain fine-tune"], solved["student distilled"])
+        text += (
+            f". Problem by problem, the distilled student solves {gained} that the plain one "
+            f"does not and misses {lost} that it solves (exact McNemar p = {p:.2f})"
+        )
+    return text
+
+
+def markdown(record: dict) -> str:
+    """The whole section: heading, command and wall times, table, a verdict per task."""
+    solved = by_task(record, "solved")
+    verdicts = [
+        verdict(task, scores, solved.get(task))
+        for task, scores in by_task(record, "pass@1").items()
+    ]
+    times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in record["wall_s"].items())
+    return "\n".join(
+        [
+            heading(record),
+            "",
+            f"Measured {record['date']}; `{record['command']}`; {record['teacher']} -> "
+            f"{record['student']}, settings {record['settings']}. Wall times: {times}.",
+            "",
+            *table(record),
+            "",
+            *[line for v in verdicts for line in (v, "")],
+        ]
+    )
