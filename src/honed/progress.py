@@ -1,7 +1,10 @@
-"""Progress bars and status lines on stderr (rich), for anything longer than a few seconds."""
+"""Progress on stderr for anything longer than a few seconds: a rich bar on a terminal, and
+a plain line at most every `PLAIN_EVERY_S` seconds (and at the end) when stderr goes to a log
+file, so that a long run in the background still says how far it got."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import TypeVar
@@ -11,13 +14,32 @@ from rich.progress import track as rich_track
 
 T = TypeVar("T")
 console = Console(stderr=True)
+PLAIN_EVERY_S = 60.0
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate with a progress bar."""
-    yield from rich_track(
-        items, description=description, total=total, console=console, transient=True
-    )
+    """Iterate with a progress bar (a terminal) or progress lines (anything else)."""
+    if console.is_terminal:
+        yield from rich_track(
+            items, description=description, total=total, console=console, transient=True
+        )
+    else:
+        yield from plain_track(items, description, total)
+
+
+def plain_track(
+    items: Iterable[T], description: str, total: int | None, every_s: float = PLAIN_EVERY_S
+) -> Iterator[T]:
+    """Yield the items; after one is done, print 'description: done/total (elapsed)' when
+    `every_s` has passed since the last line, and always after the last one."""
+    start = last = time.monotonic()
+    for done, item in enumerate(items, start=1):
+        yield item
+        now = time.monotonic()
+        if now - last >= every_s or done == total:
+            last = now
+            of = f"/{total}" if total is not None else ""
+            console.print(f"{description}: {done}{of} ({now - start:.0f} s)", highlight=False)
 
 
 def status(message: str) -> AbstractContextManager:
