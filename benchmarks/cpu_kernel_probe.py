@@ -26,7 +26,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 TITLE = "## CPU kernels at one token"
 SHAPES = ((4864, 896), (896, 4864), (151936, 896))
@@ -105,7 +105,7 @@ def main() -> None:
     record = {
         "benchmark": "cpu_kernel_probe", "unit": "ms per one-token call", "columns": COLUMNS,
         "date": when,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "threads": 2,
+        "command": command_line(), "threads": 2,
         "machine": {"cpu": cpu_name()},
         "versions": library_versions(("torchao", "bitsandbytes")), "table": table,
     }  # fmt: skip

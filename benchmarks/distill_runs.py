@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from distill_md import heading, markdown  # noqa: E402
 from paired import solved_problems  # noqa: E402
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 WORK = Path("runs/distill-bench")
 PAIRS = {
@@ -242,7 +242,7 @@ def main() -> None:
         "teacher": teacher,
         "student": student,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "pass@1": scores,
         "solved": solved,

@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from distill_runs import PAIRS, WORK, WallTimes, export, forget_stale_bench, step  # noqa: E402
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 FORMATS = ("gguf-f16", "gguf-q8_0", "gguf-q4_k_m")
 
@@ -121,7 +121,7 @@ def main() -> None:
         "mode": args.mode,
         "teacher": PAIRS[args.mode][0],
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "machine": rows.pop("machine"),
         "wall_s": dict(times),
         "formats": ratios(made, rows),

@@ -31,7 +31,7 @@ from honed.models.resolve import resolve
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 from honed.bench.machine import cpu_name  # noqa: E402
 
@@ -89,7 +89,7 @@ def main() -> None:
     record = {
         "benchmark": "eval_speed",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads()},
         "versions": library_versions(),
         "model": args.model,

@@ -33,7 +33,7 @@ from honed.train.callbacks import RunFlags
 from honed.train.trainer import TrainSetup, build_sft_trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 from honed.bench.machine import cpu_name  # noqa: E402
 
@@ -123,7 +123,7 @@ def main() -> None:
     record = {
         "benchmark": "finetune_throughput",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "machine": {
             "cpu": cpu_name(),
             "threads": args.threads,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> None:
     record = {
         "benchmark": "llamacpp_overhead", "model": args.model,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "machine": {"cpu": cpu_name(), "threads": args.threads},
         "versions": library_versions(("llama-cpp-python",)), "tokens": args.tokens,
         "tok_s": stats, "ratio": stats["honed"]["median"] / stats["direct"]["median"],

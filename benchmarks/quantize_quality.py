@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from paired import paired, paired_change, pass_rates  # noqa: E402
 from quantize_speed import WORK, make_variant  # noqa: E402
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name  # noqa: E402
@@ -171,7 +171,7 @@ def main() -> None:
         "planned_samples": planned,
         "temperature": args.temperature,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "machine": {"cpu": cpu_name()},
         "versions": library_versions(("torchao", "onnxruntime")),
         "results": results,

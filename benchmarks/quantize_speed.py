@@ -30,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name  # noqa: E402
@@ -196,7 +196,7 @@ def run_all(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "quantize_speed", "name": name, "title": title,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "machine": {"cpu": cpu_name()}, "versions": library_versions(("torchao", "onnxruntime")),
         "max_new_tokens": args.max_new_tokens, "runs": args.runs, "results": results,
     }  # fmt: skip

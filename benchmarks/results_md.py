@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -19,3 +21,9 @@ def replace_section(heading: str, section: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text)
+
+
+def command_line() -> str:
+    """The command that ran this script, quoted so that it can be pasted back (an empty
+    argument shows as '')."""
+    return shlex.join([Path(sys.executable).name, *sys.argv])

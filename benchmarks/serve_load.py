@@ -28,7 +28,7 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name, usable_cores  # noqa: E402
@@ -188,7 +188,7 @@ def main() -> None:
     record = {
         "benchmark": "serve_load", "model": args.model, "file": Path(gguf).name,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "machine": {"cpu": cpu_name(), "cores": usable_cores(), "threads": args.threads},
         "versions": library_versions(("llama-cpp-python", "fastapi", "uvicorn")),
         "max_tokens": args.max_tokens, "requests_per_level": args.requests, "rounds": args.rounds,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import replace_section  # noqa: E402
+from results_md import command_line, replace_section  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name  # noqa: E402
@@ -79,7 +79,7 @@ def main() -> None:
         "problems": len(problems),
         "max_new_tokens": args.max_new_tokens,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "machine": {"cpu": cpu_name(), "threads": args.threads},
         "versions": library_versions(("llama_cpp",)),
         "wall_s": {mode: round(out[mode]["wall_s"], 2) for mode in MODES},

@@ -5,7 +5,7 @@ file, so that a long run in the background still says how far it got."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
@@ -19,6 +19,8 @@ PLAIN_EVERY_S = 60.0
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate with a progress bar (a terminal) or progress lines (anything else)."""
+    if total is None and isinstance(items, Sized):
+        total = len(items)
     if console.is_terminal:
         yield from rich_track(
             items, description=description, total=total, console=console, transient=True
@@ -33,13 +35,19 @@ def plain_track(
     """Yield the items; after one is done, print 'description: done/total (elapsed)' when
     `every_s` has passed since the last line, and always after the last one."""
     start = last = time.monotonic()
+    said, done = 0, 0
     for done, item in enumerate(items, start=1):
         yield item
-        now = time.monotonic()
-        if now - last >= every_s or done == total:
-            last = now
-            of = f"/{total}" if total is not None else ""
-            console.print(f"{description}: {done}{of} ({now - start:.0f} s)", highlight=False)
+        if time.monotonic() - last >= every_s or done == total:
+            last, said = time.monotonic(), done
+            _say(description, done, total, last - start)
+    if done != said:  # the end of an iterable of unknown length
+        _say(description, done, total, time.monotonic() - start)
+
+
+def _say(description: str, done: int, total: int | None, seconds: float) -> None:
+    of = f"/{total}" if total is not None else ""
+    console.print(f"{description}: {done}{of} ({seconds:.0f} s)", highlight=False)
 
 
 def status(message: str) -> AbstractContextManager:

@@ -26,6 +26,8 @@ def test_plain_lines_are_throttled_but_the_end_is_always_said(capsys) -> None:
     assert len(lines) == 1 and lines[0].startswith("mining: 5/5 (")
 
 
-def test_track_off_a_terminal_prints_lines(capsys) -> None:
-    assert list(track(iter([1, 2]), "benchmarking", total=2)) == [1, 2]
-    assert "benchmarking: 2/2" in capsys.readouterr().err
+def test_track_off_a_terminal_prints_lines_with_the_total_of_a_list(capsys) -> None:
+    assert list(track([1, 2], "benchmarking")) == [1, 2]
+    assert "benchmarking: 2/2 (" in capsys.readouterr().err
+    assert list(track(iter([1, 2]), "mining")) == [1, 2]  # no length: the count alone
+    assert "mining: 2 (" in capsys.readouterr().err
