@@ -21,7 +21,7 @@ times of every step are recorded (in MODE/wall_s*.json, kept across resumes).
 
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
-    .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 94 \
+    .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 64 \
         --limit 150 --dtype bfloat16 [--targets teacher --candidates 1 --teacher-temperature 0] \
         [--tasks mbpp,humaneval]
 """
