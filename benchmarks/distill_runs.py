@@ -5,12 +5,12 @@ Pairs (issue 6):
 - logits: Qwen2.5-Coder-1.5B-Instruct -> Qwen2.5-Coder-0.5B-Instruct (shared tokenizer);
 - sequence: Qwen2.5-Coder-0.5B-Instruct -> SmolLM2-135M-Instruct (teacher answers MBPP
   train, the passing ones are the student's data).
-Every model is scored on MBPP test, and with `--tasks mbpp,humaneval` on HumanEval too (pass@1,
-greedy, chat prompting: each model through its own chat template, the format the students are
-trained in) through llama.cpp: trained
-students are exported to GGUF Q8_0 first, the shared models are used as their GGUF files
-(Q4_K_M for the Qwen teachers). The distilled student is also exported to the teacher file's
-own type (`--speed-format`) and benched, so its speed ratio compares like with like.
+Every model is scored on MBPP test, and with `--tasks mbpp,humaneval` on HumanEval too
+(pass@1, greedy, chat prompting: each model through its own chat template, the format the
+students are trained in) through llama.cpp: trained students are exported to GGUF Q8_0
+first, the shared models are used as their GGUF files (Q4_K_M for the Qwen teachers). The
+distilled student is also exported to the teacher file's own type (`--speed-format`) and
+benched, so its speed ratio compares like with like.
 The plain fine-tune uses the same rows, steps and learning rate as the distillation, so
 "gap closed" = (distilled - plain) / (teacher - plain). Logits mode can also distill on the
 teacher's own passing answers to the same train problems (`--targets teacher`: sequence-level

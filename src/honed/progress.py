@@ -41,7 +41,7 @@ def plain_track(
         if time.monotonic() - last >= every_s or done == total:
             last, said = time.monotonic(), done
             _say(description, done, total, last - start)
-    if done != said:  # the end of an iterable of unknown length
+    if done != said:  # an end not said yet: no total, or fewer items than it
         _say(description, done, total, time.monotonic() - start)
 
 

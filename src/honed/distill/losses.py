@@ -63,18 +63,18 @@ def kd_loss(
     student_logits: torch.Tensor,
     teacher_ids: torch.Tensor,
     teacher_logits: torch.Tensor,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None = None,
     *,
     kind: Kind = "forward_kl",
     temperature: float = 1.0,
     beta: float = 0.5,
 ) -> torch.Tensor:
-    """Mean KD divergence over the masked positions, times T^2."""
+    """Mean KD divergence over the masked positions (all of them without a mask), times T^2."""
     if temperature <= 0:
         raise ValueError(f"temperature must be above 0, got {temperature}")
     log_p, log_q = topk_log_probs(student_logits, teacher_ids, teacher_logits, temperature)
     per_position = divergence(log_p, log_q, kind, beta)
-    keep = mask.float()
+    keep = mask.float() if mask is not None else torch.ones_like(per_position)
     return (per_position * keep).sum() / keep.sum().clamp(min=1) * temperature**2
 
 
@@ -103,7 +103,6 @@ def distill_loss(
         scored,
         teacher_ids[mask],
         teacher_logits[mask],
-        torch.ones(len(scored), dtype=torch.bool, device=scored.device),
         kind=kind,
         temperature=temperature,
         beta=beta,
