@@ -9,10 +9,21 @@ from paired import paired
 TASK_NAMES = {"mbpp": "MBPP test", "humaneval": "HumanEval"}
 
 
+KD_FLAGS = ("alpha", "temperature", "kd_loss", "on_policy")  # distill_runs.py passes them on
+
+
 def heading(record: dict) -> str:
-    """One section per mode, and one for logits KD on the teacher's answers."""
-    on_answers = record["mode"] == "logits" and record["settings"].get("targets") == "teacher"
-    return f"## Distillation ({record['mode']} mode{', teacher answers' if on_answers else ''})"
+    """One section per mode, and one per variant: logits KD on the teacher's answers, loss
+    settings other than the stage's defaults."""
+    settings = record["settings"]
+    on_answers = record["mode"] == "logits" and settings.get("targets") == "teacher"
+    extras = ["teacher answers"] if on_answers else []
+    extras += [
+        f"{flag.replace('_', ' ')} {settings[flag]}"
+        for flag in KD_FLAGS
+        if settings.get(flag) is not None
+    ]
+    return f"## Distillation ({', '.join([record['mode'] + ' mode', *extras])})"
 
 
 def by_task(record: dict, key: str) -> dict[str, dict]:

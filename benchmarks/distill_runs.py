@@ -38,7 +38,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from distill_md import heading, markdown  # noqa: E402
+from distill_md import KD_FLAGS, heading, markdown  # noqa: E402
 from paired import solved_problems  # noqa: E402
 from results_md import command_line, replace_section  # noqa: E402
 
@@ -125,9 +125,22 @@ def teacher_answers(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def kd_args(args: argparse.Namespace) -> list[str]:
+    """The loss settings given on the command line, as `honed distill` options."""
+    given = [(f, getattr(args, f)) for f in KD_FLAGS if getattr(args, f) is not None]
+    return [text for flag, value in given for text in (f"--{flag.replace('_', '-')}", str(value))]
+
+
 def variant_of(args: argparse.Namespace) -> str:
-    """'' for the standard run of a mode; a suffix for logits KD on the teacher's answers."""
-    return "-teacher-targets" if args.mode == "logits" and args.targets == "teacher" else ""
+    """'' for the standard run of a mode; a suffix naming what differs from it (logits KD on
+    the teacher's answers, loss settings), so each variant keeps its own distilled student."""
+    parts = ["teacher-targets"] if args.mode == "logits" and args.targets == "teacher" else []
+    parts += [
+        f"{flag.replace('_', '-')}{getattr(args, flag)}"
+        for flag in KD_FLAGS
+        if getattr(args, flag) is not None
+    ]
+    return "".join(f"-{part}" for part in parts)
 
 
 def main() -> None:
@@ -155,6 +168,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--teacher-temperature", type=float, default=0.8, help="of the teacher's answers"
+    )
+    parser.add_argument("--alpha", type=float, help="KD weight (default: the stage's)")
+    parser.add_argument("--temperature", type=float, help="KD temperature (default: the stage's)")
+    parser.add_argument("--kd-loss", help="forward_kl, reverse_kl or jsd (default: the stage's)")
+    parser.add_argument(
+        "--on-policy", type=float, help="share of on-policy batches (default: the stage's)"
     )
     parser.add_argument("--limit", type=int, default=100, help="MBPP test problems scored")
     parser.add_argument(
@@ -205,6 +224,7 @@ def main() -> None:
         *training_args(args),
         *(teacher_answers(args) if teacher_targets else []),
         *(["--teacher-dtype", args.dtype] if args.mode == "logits" else []),
+        *kd_args(args),
         times=times,
     )
     models = {"teacher": teacher, "student before": student}
