@@ -14,16 +14,17 @@ benched, so its speed ratio compares like with like.
 The plain fine-tune uses the same rows, steps and learning rate as the distillation, so
 "gap closed" = (distilled - plain) / (teacher - plain). Logits mode can also distill on the
 teacher's own passing answers to the same train problems (`--targets teacher`: sequence-level
-plus logit KD), against the same plain fine-tune on MBPP's references. Each step's output is
-kept under runs/distill-bench/ and reused when run again (teacher, student before and plain
-fine-tune are shared by both logits runs), so the script can be stopped and resumed; wall
-times of every step are recorded (in MODE/wall_s*.json, kept across resumes).
+plus logit KD), against the same plain fine-tune on MBPP's references; `--alpha`,
+`--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss. Each step's
+output is kept under runs/distill-bench/ and reused when run again (teacher, student before
+and plain fine-tune are shared by every logits run), so the script can be stopped and
+resumed; wall times of every step are recorded (in MODE/wall_s*.json, kept across resumes).
 
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 64 \
         --limit 150 --dtype bfloat16 [--targets teacher --candidates 1 --teacher-temperature 0] \
-        [--tasks mbpp,humaneval]
+        [--tasks mbpp,humaneval] [--alpha 0.9 --temperature 2 | --on-policy 0.5]
 """
 
 from __future__ import annotations
