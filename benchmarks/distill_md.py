@@ -12,17 +12,18 @@ TASK_NAMES = {"mbpp": "MBPP test", "humaneval": "HumanEval"}
 KD_FLAGS = ("alpha", "temperature", "kd_loss", "on_policy")  # distill_runs.py passes them on
 
 
+def kd_given(settings: dict) -> list[tuple[str, object]]:
+    """(flag, value) of each loss setting given, in KD_FLAGS order; unset ones are left out."""
+    return [(flag, settings[flag]) for flag in KD_FLAGS if settings.get(flag) is not None]
+
+
 def heading(record: dict) -> str:
     """One section per mode, and one per variant: logits KD on the teacher's answers, loss
     settings other than the stage's defaults."""
     settings = record["settings"]
     on_answers = record["mode"] == "logits" and settings.get("targets") == "teacher"
     extras = ["teacher answers"] if on_answers else []
-    extras += [
-        f"{flag.replace('_', ' ')} {settings[flag]}"
-        for flag in KD_FLAGS
-        if settings.get(flag) is not None
-    ]
+    extras += [f"{flag.replace('_', ' ')} {value}" for flag, value in kd_given(settings)]
     return f"## Distillation ({', '.join([record['mode'] + ' mode', *extras])})"
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from distill_md import KD_FLAGS, heading, markdown  # noqa: E402
+from distill_md import heading, kd_given, markdown  # noqa: E402
 from paired import solved_problems  # noqa: E402
 from results_md import command_line, replace_section  # noqa: E402
 
@@ -128,7 +128,7 @@ def teacher_answers(args: argparse.Namespace) -> list[str]:
 
 def kd_args(args: argparse.Namespace) -> list[str]:
     """The loss settings given on the command line, as `honed distill` options."""
-    given = [(f, getattr(args, f)) for f in KD_FLAGS if getattr(args, f) is not None]
+    given = kd_given(vars(args))
     return [text for flag, value in given for text in (f"--{flag.replace('_', '-')}", str(value))]
 
 
@@ -136,11 +136,7 @@ def variant_of(args: argparse.Namespace) -> str:
     """'' for the standard run of a mode; a suffix naming what differs from it (logits KD on
     the teacher's answers, loss settings), so each variant keeps its own distilled student."""
     parts = ["teacher-targets"] if args.mode == "logits" and args.targets == "teacher" else []
-    parts += [
-        f"{flag.replace('_', '-')}{getattr(args, flag)}"
-        for flag in KD_FLAGS
-        if getattr(args, flag) is not None
-    ]
+    parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
     return "".join(f"-{part}" for part in parts)
 
 
