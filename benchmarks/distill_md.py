@@ -9,6 +9,7 @@ from paired import paired
 TASK_NAMES = {"mbpp": "MBPP test", "humaneval": "HumanEval"}
 
 
+DEFAULT_METHOD = {"logits": "lora", "sequence": "full"}  # distill_runs.py's --method default
 KD_FLAGS = ("alpha", "temperature", "kd_loss", "on_policy")  # distill_runs.py passes them on
 
 
@@ -17,12 +18,20 @@ def kd_given(settings: dict) -> list[tuple[str, object]]:
     return [(flag, settings[flag]) for flag in KD_FLAGS if settings.get(flag) is not None]
 
 
+def method_given(mode: str, settings: dict) -> str | None:
+    """How both students were trained (lora, full, qlora) when not the mode's default."""
+    method = settings.get("method")
+    return method if method not in (None, DEFAULT_METHOD[mode]) else None
+
+
 def heading(record: dict) -> str:
-    """One section per mode, and one per variant: logits KD on the teacher's answers, loss
-    settings other than the stage's defaults."""
+    """One section per mode, and one per variant: a fine-tune method other than the mode's
+    default, logits KD on the teacher's answers, loss settings other than the stage's."""
     settings = record["settings"]
     on_answers = record["mode"] == "logits" and settings.get("targets") == "teacher"
-    extras = ["teacher answers"] if on_answers else []
+    method = method_given(record["mode"], settings)
+    extras = [f"{method} fine-tune"] if method else []
+    extras += ["teacher answers"] if on_answers else []
     extras += [f"{flag.replace('_', ' ')} {value}" for flag, value in kd_given(settings)]
     return f"## Distillation ({', '.join([record['mode'] + ' mode', *extras])})"
 

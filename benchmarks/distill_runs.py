@@ -15,16 +15,19 @@ The plain fine-tune uses the same rows, steps and learning rate as the distillat
 "gap closed" = (distilled - plain) / (teacher - plain). Logits mode can also distill on the
 teacher's own passing answers to the same train problems (`--targets teacher`: sequence-level
 plus logit KD), against the same plain fine-tune on MBPP's references; `--alpha`,
-`--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss. Each step's
-output is kept under runs/distill-bench/ and reused when run again (teacher, student before
-and plain fine-tune are shared by every logits run), so the script can be stopped and
+`--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss, and a
+`--method` other than the mode's default trains both students that way (the plain fine-tune
+gets its own folder, `plain-full`). Each step's output is kept under runs/distill-bench/ and
+reused when run again (teacher, student before and the plain fine-tune are shared by every
+logits run trained the same way; a folder trained with other rows, steps, batch, dtype or
+learning rate stops the run rather than being reused), so the script can be stopped and
 resumed; wall times of every step are recorded (in MODE/wall_s*.json, kept across resumes).
 
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 64 \
         --limit 150 --dtype bfloat16 [--targets teacher --candidates 1 --teacher-temperature 0] \
-        [--tasks mbpp,humaneval] [--alpha 0.9 --temperature 2 | --on-policy 0.5]
+        [--tasks mbpp,humaneval] [--alpha 0.9 --temperature 2 | --on-policy 0.5] [--method full]
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from distill_md import heading, kd_given, markdown  # noqa: E402
+from distill_md import DEFAULT_METHOD, heading, kd_given, markdown, method_given  # noqa: E402
 from paired import solved_problems  # noqa: E402
 from results_md import command_line, replace_section  # noqa: E402
 
@@ -59,15 +62,16 @@ def honed(*args: str) -> float:
 
 class WallTimes(dict):
     """Wall time of each step in seconds, kept in a file so that a resumed run still reports
-    the steps it reused. Steps shared with the mode's other run (teacher, student before,
-    plain fine-tune: same output folders) take their time from that run's file."""
+    the steps it reused. Steps shared with the mode's other runs (teacher, student before,
+    and the plain fine-tune of runs trained the same way: same output folders) take their
+    time from those runs' files."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, trained: str = "") -> None:
         super().__init__(_load(path))
         self.path = path
         self.elsewhere: dict[str, float] = {}
         for other in sorted(path.parent.glob("wall_s*.json")):
-            if other != path:
+            if other != path and method_of(other.stem.removeprefix("wall_s")) == trained:
                 self.elsewhere.update(_load(other))
 
     def __setitem__(self, key: str, value: float) -> None:
@@ -76,17 +80,39 @@ class WallTimes(dict):
         self.path.write_text(json.dumps(self, indent=2))
 
 
+def method_of(variant: str) -> str:
+    """The '-METHOD' a variant suffix starts with ('' for the mode's default method)."""
+    first = variant.split("-")[1] if variant else ""
+    return f"-{first}" if first in ("lora", "qlora", "full") else ""
+
+
 def _load(path: Path) -> dict[str, float]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def step(name: str, out: Path, *args: str, times: WallTimes) -> Path:
-    """A honed command whose output directory is reused when it already exists."""
+    """A honed command whose output directory is reused when it already exists (its wall
+    time then from this run's file, or another run's for a step they share)."""
     if not any((out / f).is_file() for f in ("manifest.json", "summary.json", "bench.json")):
         times[name] = honed(*args)
-    elif name not in times and name in times.elsewhere:
-        times[name] = times.elsewhere[name]
+    elif name not in times and name in times.elsewhere and "distill" not in name:
+        times[name] = times.elsewhere[name]  # a shared step; a distilled student never is
     return out
+
+
+TRAINED_WITH = ("method", "max_samples", "max_steps", "batch_size", "dtype", "learning_rate")
+
+
+def check_trained(out: Path, args: argparse.Namespace) -> None:
+    """Stop before reusing a student trained with other settings than these."""
+    manifest = out / "manifest.json"
+    config = json.loads(manifest.read_text()).get("config", {}) if manifest.is_file() else {}
+    for key in TRAINED_WITH:
+        if key in config and config[key] != getattr(args, key):
+            raise SystemExit(
+                f"{out} was trained with {key} {config[key]}, not {getattr(args, key)}: "
+                "pass another --work or delete that folder"
+            )
 
 
 def training_args(args: argparse.Namespace) -> list[str]:
@@ -132,10 +158,20 @@ def kd_args(args: argparse.Namespace) -> list[str]:
     return [text for flag, value in given for text in (f"--{flag.replace('_', '-')}", str(value))]
 
 
+def trained_as(args: argparse.Namespace) -> str:
+    """'' for the mode's default fine-tune method, else '-METHOD': both students trained
+    another way, so the plain fine-tune gets its own folder too."""
+    method = method_given(args.mode, vars(args))
+    return f"-{method}" if method else ""
+
+
 def variant_of(args: argparse.Namespace) -> str:
-    """'' for the standard run of a mode; a suffix naming what differs from it (logits KD on
-    the teacher's answers, loss settings), so each variant keeps its own distilled student."""
-    parts = ["teacher-targets"] if args.mode == "logits" and args.targets == "teacher" else []
+    """'' for the standard run of a mode; a suffix naming what differs from it (fine-tune
+    method, logits KD on the teacher's answers, loss settings), so each variant keeps its own
+    distilled student."""
+    method = method_given(args.mode, vars(args))
+    parts = [method] if method else []
+    parts += ["teacher-targets"] if args.mode == "logits" and args.targets == "teacher" else []
     parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
     return "".join(f"-{part}" for part in parts)
 
@@ -189,19 +225,22 @@ def main() -> None:
         "type, so the speed ratio compares like with like ('' to skip)",
     )
     args = parser.parse_args()
-    args.method = args.method or ("lora" if args.mode == "logits" else "full")
+    args.method = args.method or DEFAULT_METHOD[args.mode]
     teacher, student = PAIRS[args.mode]
     w = args.work / args.mode
     variant = variant_of(args)
-    times = WallTimes(w / f"wall_s{variant}.json")
+    times = WallTimes(w / f"wall_s{variant}.json", trained_as(args))
+    plain_dir = w / f"plain{trained_as(args)}"
+    for out in (plain_dir, w / f"distilled{variant}"):
+        check_trained(out, args)
     plain = step(
         "plain fine-tune",
-        w / "plain",
+        plain_dir,
         "finetune",
         "--model",
         student,
         "--output",
-        str(w / "plain"),
+        str(plain_dir),
         *training_args(args),
         times=times,
     )
@@ -285,12 +324,13 @@ def score(
     `--limit` applies to MBPP; HumanEval is scored whole (164 problems)."""
     scores: dict[str, dict[str, float]] = {}
     solved: dict[str, dict[str, list[str]]] = {}
+    suffix = {"student distilled": variant, "student plain fine-tune": trained_as(args)}
     for task in args.tasks:
         limit = (args.limit or None) if task == "mbpp" else None
         scores[task], solved[task] = {}, {}
         # the student before last: the gap closed needs only the other three
         for name, ref in sorted(models.items(), key=lambda item: item[0] == "student before"):
-            own = variant if name == "student distilled" else ""
+            own = suffix.get(name, "")
             prefix = "eval" if task == "mbpp" else f"eval-{task}"
             out = w / f"{prefix}-{name.replace(' ', '-')}{own}"
             evaluate(

@@ -221,3 +221,20 @@ def test_bf16_trains_on_cpu(tiny_causal, arith_data, tmp_path):
     assert_falls(out)
     adapters = load_file(out / "adapter_model.safetensors")
     assert {t.dtype for t in adapters.values()} == {torch.float32}
+
+
+def test_full_bf16_keeps_float32_master_weights(tiny_causal, arith_data, tmp_path):
+    """At a small learning rate each AdamW step is below half a bf16 step of most weights:
+    pure bf16 weights would not move. Master weights in float32 add the steps up, and the
+    model is saved in bf16 as asked."""
+    out = tmp_path / "full-bf16"
+    run(tiny_causal, arith_data, out, method="full", max_steps=20, learning_rate=5e-5,
+        dtype="bfloat16", samples=0)  # fmt: skip
+    before = load_file(tiny_causal / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    assert {t.dtype for t in after.values()} == {torch.bfloat16}
+    name = "model.layers.0.mlp.down_proj.weight"
+    start = before[name].to(torch.bfloat16)
+    large = start.abs() > 0.016  # half a bf16 step there is at least 2 ** -14 > 5e-5
+    moved = (after[name] != start)[large].float().mean()
+    assert moved > 0.5, float(moved)

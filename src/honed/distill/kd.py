@@ -11,6 +11,7 @@ student's own samples (onpolicy.py, GKD), scored by the teacher as they come.
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import random
 from dataclasses import dataclass, field
@@ -82,7 +83,9 @@ class Teacher:
             ids[n, : len(row)] = torch.tensor(row)
             mask[n, : len(row)] = 1
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        values, index = logits[..., :vocab].float().topk(k, dim=-1)
+        # top-k in the model's dtype: a float32 copy of 8 x 600 positions x 152k tokens is 3 GB
+        values, index = logits[..., :vocab].topk(k, dim=-1)
+        values = values.float()
         return [(index[n, : len(r)].cpu(), values[n, : len(r)].cpu()) for n, r in enumerate(rows)]
 
 
@@ -95,7 +98,13 @@ class KDState:
     teacher: Teacher
     parts: dict[str, list[float]] = field(default_factory=lambda: {"kd": [], "ce": []})
     on_policy_batches: int = 0
-    rng: random.Random = field(default_factory=random.Random)
+    seed: int = 0
+
+    def on_policy_at(self, step: int, micro: int) -> bool:
+        """Whether micro-batch `micro` of optimizer step `step` is the student's own samples:
+        a draw seeded by its position, so a resumed run draws as the uninterrupted one."""
+        share = self.settings.on_policy
+        return share > 0 and random.Random(f"{self.seed}:{step}:{micro}").random() < share
 
     def warm(
         self, sequences: list[list[int]], vocab: int, batch_size: int, release: bool = True
@@ -138,16 +147,42 @@ class KDState:
         return ids.to(input_ids.device), logits.to(input_ids.device)
 
 
+def first_scored(labels: torch.Tensor) -> int:
+    """The first position whose next token is scored in any row (0 when none is)."""
+    scored = (labels[:, 1:] != -100).any(dim=0).nonzero()
+    return int(scored[0]) if len(scored) else 0
+
+
+def scored_forward(
+    model: Any, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, trim: bool
+) -> tuple[Any, int]:
+    """The student's output and the position its logits start at. With trim, the LM head runs
+    only from the first position whose next token is scored: prompt positions are not, and
+    Qwen's 152k-token head is about a quarter of a 0.5B model's forward pass."""
+    start = first_scored(labels) if trim else 0
+    keep = {"logits_to_keep": labels.shape[1] - start} if start else {}
+    return model(input_ids=input_ids, attention_mask=mask, use_cache=False, **keep), start
+
+
 class KDTrainer(HonedSFTTrainer):
     """The SFT trainer with the distillation loss; `kd` is attached after construction."""
 
     kd: KDState
     _sampled = False  # the batch in compute_loss is the student's own samples
+    _logits_to_keep: bool | None = None
+    _micro = (-1, 0)  # (optimizer step, micro-batch within it) of the last training step
 
     def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         """With probability on_policy, train on the student's samples of this batch's prompts."""
         s = self.kd.settings
-        self._sampled = s.on_policy > 0 and self.kd.rng.random() < s.on_policy
+        step = self.state.global_step
+        if self._micro[0] < 0 < step:  # resumed: count the draws of the steps already trained
+            accum = self.args.gradient_accumulation_steps
+            done = [self.kd.on_policy_at(k, m) for k in range(step) for m in range(accum)]
+            self.kd.on_policy_batches += sum(done)
+        micro = self._micro[1] + 1 if self._micro[0] == step else 0
+        self._micro = (step, micro)
+        self._sampled = self.kd.on_policy_at(step, micro)
         if self._sampled:
             from honed.distill.onpolicy import generation_config, student_samples
 
@@ -174,16 +209,17 @@ class KDTrainer(HonedSFTTrainer):
         mask = inputs.get("attention_mask")
         if mask is None:
             mask = torch.ones_like(inputs["input_ids"])
-        out = model(input_ids=inputs["input_ids"], attention_mask=mask, use_cache=False)
+        labels = inputs["labels"]
+        out, start = scored_forward(model, inputs["input_ids"], mask, labels, self._trims(model))
         vocab = out.logits.shape[-1]
         cached = not self._sampled
         teacher_ids, teacher_logits = self.kd.targets(inputs["input_ids"], mask, vocab, cached)
         s = self.kd.settings
         loss, parts = distill_loss(
             out.logits[:, :-1],
-            inputs["labels"][:, 1:],
-            teacher_ids[:, :-1],
-            teacher_logits[:, :-1],
+            labels[:, start + 1 :],
+            teacher_ids[:, start:-1],
+            teacher_logits[:, start:-1],
             alpha=s.alpha if cached else 1.0,
             kind=s.kind,
             temperature=s.temperature,
@@ -193,6 +229,14 @@ class KDTrainer(HonedSFTTrainer):
             for key, value in parts.items():
                 self.kd.parts[key].append(value)
         return (loss, out) if return_outputs else loss
+
+    def _trims(self, model: Any) -> bool:
+        """Whether the student's forward takes transformers' `logits_to_keep`."""
+        if self._logits_to_keep is None:
+            base = self.accelerator.unwrap_model(model)
+            base = base.get_base_model() if hasattr(base, "get_base_model") else base
+            self._logits_to_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
+        return self._logits_to_keep
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add the mean KD and CE since the last log to the training logs."""

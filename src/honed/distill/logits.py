@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -
         settings,
         TeacherCache(cache_root / teacher_sha[:16], teacher_sha, cfg.top_k),
         Teacher(cfg.teacher, cfg.teacher_dtype, cfg.trust_remote_code),
-        rng=random.Random(cfg.seed),
+        seed=cfg.seed,
     )
 
     def attach(trainer: Any) -> None:

@@ -117,6 +117,17 @@ def lora_config(cfg: FinetuneConfig, loaded: LoadedModel) -> LoraConfig:
     )
 
 
+def weights_dtype(cfg: FinetuneConfig) -> str:
+    """The dtype the model is loaded in. A full fine-tune in bf16 or fp16 keeps float32 master
+    weights and computes in bf16 through autocast: AdamW's steps (about the learning rate per
+    weight) fall below half a bf16 step for most weights and would be rounded away. The
+    output is saved in the dtype asked for. LoRA's frozen base stays in that dtype (PEFT
+    keeps the adapters in float32)."""
+    if cfg.method == "full" and pick_dtype(cfg.dtype) != torch.float32:
+        return "float32"
+    return cfg.dtype
+
+
 def _load(cfg: FinetuneConfig) -> LoadedModel:
     source = resolve(cfg.model)
     if cfg.method == "qlora" and source.kind == "adapter":
@@ -124,7 +135,7 @@ def _load(cfg: FinetuneConfig) -> LoadedModel:
     with status(f"loading {cfg.model} ({source.kind})"):
         return load_model(
             source,
-            dtype=cfg.dtype,
+            dtype=weights_dtype(cfg),
             load_in_4bit=cfg.method == "qlora",
             trust_remote_code=cfg.trust_remote_code,
         )
@@ -219,6 +230,8 @@ def _stop_if_failed(flags: RunFlags, work: Path) -> None:
 def _save_outputs(
     cfg: FinetuneConfig, trainer: Trainer, loaded: LoadedModel, data: PreparedData, work: Path
 ) -> None:
+    if cfg.method == "full":
+        trainer.model.to(pick_dtype(cfg.dtype))  # float32 master weights: saved as asked
     trainer.save_model(str(work))
     (work / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest has the config
     loaded.tokenizer.save_pretrained(str(work))
