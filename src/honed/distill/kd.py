@@ -147,21 +147,25 @@ class KDState:
         return ids.to(input_ids.device), logits.to(input_ids.device)
 
 
-def first_scored(labels: torch.Tensor) -> int:
-    """The first position whose next token is scored in any row (0 when none is)."""
-    scored = (labels[:, 1:] != -100).any(dim=0).nonzero()
-    return int(scored[0]) if len(scored) else 0
+def next_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """The label each position predicts (the next one; -100 after the last)."""
+    shifted = torch.full_like(labels, -100)
+    shifted[:, :-1] = labels[:, 1:]
+    return shifted
 
 
 def scored_forward(
     model: Any, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, trim: bool
-) -> tuple[Any, int]:
-    """The student's output and the position its logits start at. With trim, the LM head runs
-    only from the first position whose next token is scored: prompt positions are not, and
-    Qwen's 152k-token head is about a quarter of a 0.5B model's forward pass."""
-    start = first_scored(labels) if trim else 0
-    keep = {"logits_to_keep": labels.shape[1] - start} if start else {}
-    return model(input_ids=input_ids, attention_mask=mask, use_cache=False, **keep), start
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """The student's output, its logits at the positions whose next token is scored
+    ([n, vocab]), and those positions ([batch, len] bool). With trim, the LM head runs only
+    there (transformers' `logits_to_keep` mask): prompts and padding are not scored, and Qwen's
+    152k-token head is about a quarter of a 0.5B model's forward pass."""
+    keep = next_tokens(labels) != -100
+    trimmed = trim and bool(keep.any())
+    extra = {"logits_to_keep": keep} if trimmed else {}
+    out = model(input_ids=input_ids, attention_mask=mask, use_cache=False, **extra)
+    return out, out.logits if trimmed else out.logits[keep], keep
 
 
 class KDTrainer(HonedSFTTrainer):
@@ -210,16 +214,18 @@ class KDTrainer(HonedSFTTrainer):
         if mask is None:
             mask = torch.ones_like(inputs["input_ids"])
         labels = inputs["labels"]
-        out, start = scored_forward(model, inputs["input_ids"], mask, labels, self._trims(model))
-        vocab = out.logits.shape[-1]
+        out, logits, keep = scored_forward(
+            model, inputs["input_ids"], mask, labels, self._trims(model)
+        )
+        vocab = logits.shape[-1]
         cached = not self._sampled
         teacher_ids, teacher_logits = self.kd.targets(inputs["input_ids"], mask, vocab, cached)
         s = self.kd.settings
         loss, parts = distill_loss(
-            out.logits[:, :-1],
-            labels[:, start + 1 :],
-            teacher_ids[:, start:-1],
-            teacher_logits[:, start:-1],
+            logits,
+            next_tokens(labels)[keep],
+            teacher_ids[keep],
+            teacher_logits[keep],
             alpha=s.alpha if cached else 1.0,
             kind=s.kind,
             temperature=s.temperature,

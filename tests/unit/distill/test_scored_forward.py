@@ -7,22 +7,16 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from honed.distill.kd import first_scored, scored_forward
+from honed.distill.kd import next_tokens, scored_forward
 from honed.distill.losses import distill_loss
 
 IGNORE = -100
 
 
-def test_first_scored_is_the_earliest_position_predicting_a_label():
-    labels = torch.tensor(
-        [
-            [IGNORE, IGNORE, IGNORE, 5, 6, IGNORE],  # position 2 predicts 5
-            [IGNORE, IGNORE, IGNORE, IGNORE, 7, 8],  # position 3 predicts 7
-        ]
-    )
-    assert first_scored(labels) == 2
-    assert first_scored(torch.full((2, 4), IGNORE)) == 0  # nothing scored: keep every position
-    assert first_scored(torch.tensor([[1, 2, 3]])) == 0  # the first token is never predicted
+def test_each_position_predicts_the_next_label():
+    labels = torch.tensor([[IGNORE, IGNORE, 5, 6], [IGNORE, 7, 8, IGNORE]])
+    expected = torch.tensor([[IGNORE, 5, 6, IGNORE], [7, 8, IGNORE, IGNORE]])
+    assert torch.equal(next_tokens(labels), expected)
 
 
 @pytest.fixture(scope="module")
@@ -53,23 +47,20 @@ def batch() -> tuple[torch.Tensor, ...]:
     return ids, mask, labels, teacher_ids, torch.randn(2, 9, 5)
 
 
-def loss(student, trim: bool) -> tuple[torch.Tensor, int, int]:
+def loss(student, trim: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     ids, mask, labels, teacher_ids, teacher_logits = batch()
-    out, start = scored_forward(student, ids, mask, labels, trim)
+    out, logits, keep = scored_forward(student, ids, mask, labels, trim)
     value, _ = distill_loss(
-        out.logits[:, :-1],
-        labels[:, start + 1 :],
-        teacher_ids[:, start:-1],
-        teacher_logits[:, start:-1],
-        alpha=0.5,
+        logits, next_tokens(labels)[keep], teacher_ids[keep], teacher_logits[keep], alpha=0.5
     )
-    return value, start, out.logits.shape[1]
+    return value, logits, out.logits
 
 
-def test_trimmed_logits_give_the_same_loss_through_a_peft_wrapper(student):
+def test_the_head_runs_only_where_the_loss_looks_through_a_peft_wrapper(student):
     with torch.no_grad():
-        full, full_start, full_width = loss(student, trim=False)
-        trimmed, start, width = loss(student, trim=True)
-    assert (full_start, full_width) == (0, 9)
-    assert (start, width) == (3, 6)  # row 0's prompt ends first: position 3 predicts label 4
+        full, full_logits, full_out = loss(student, trim=False)
+        trimmed, logits, out = loss(student, trim=True)
+    scored = 5 + 1  # row 0 predicts labels 4..8, row 1 label 6 (then padding)
+    assert full_out.shape == (2, 9, 50) and out.shape == logits.shape == (scored, 50)
+    torch.testing.assert_close(logits, full_logits)
     torch.testing.assert_close(trimmed, full)
