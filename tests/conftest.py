@@ -185,3 +185,23 @@ def report_results(tmp_path: Path) -> Path:
     (runs / "bench").mkdir()
     (runs / "bench" / "bench.json").write_text(json.dumps({"results": rows}))
     return runs
+
+
+@pytest.fixture
+def interrupt_after(monkeypatch):
+    """interrupt_after(N): the fine-tune stage's runs stop after step N as on Ctrl-C (a
+    checkpoint is saved); interrupt_after(None) lets them run again."""
+    import honed.train.finetune as ft
+
+    real = ft.GuardCallback
+
+    def set_step(step: int | None) -> None:
+        class InterruptingGuard(real):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step == step:
+                    self.flags.interrupted = True
+                return super().on_step_end(args, state, control, **kwargs)
+
+        monkeypatch.setattr(ft, "GuardCallback", real if step is None else InterruptingGuard)
+
+    return set_step

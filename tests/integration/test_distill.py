@@ -108,26 +108,18 @@ def test_on_policy_batches_are_student_samples_scored_by_the_teacher(
 
 
 def test_a_resumed_on_policy_run_draws_and_counts_as_the_uninterrupted_one(
-    tiny_causal, arith_data, tmp_path, monkeypatch
+    tiny_causal, arith_data, tmp_path, interrupt_after
 ):
-    import honed.train.finetune as ft
+    from honed.train.finetune import Interrupted
 
     kw = {"student_config": SMALL, "on_policy": 0.5, "on_policy_max_new_tokens": 4}
     kw |= {"max_steps": 12, "save_steps": 4}
     whole = distill(config(tmp_path, tiny_causal, arith_data, **kw)).manifest["distill"]
-    real_guard = ft.GuardCallback
-
-    class InterruptingGuard(real_guard):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 6:
-                self.flags.interrupted = True
-            return super().on_step_end(args, state, control, **kwargs)
-
     out = tmp_path / "resumed"
-    monkeypatch.setattr(ft, "GuardCallback", InterruptingGuard)
-    with pytest.raises(ft.Interrupted):
+    interrupt_after(6)
+    with pytest.raises(Interrupted):
         distill(config(tmp_path, tiny_causal, arith_data, output=out, **kw))
-    monkeypatch.setattr(ft, "GuardCallback", real_guard)
+    interrupt_after(None)
     cfg = config(tmp_path, tiny_causal, arith_data, output=out, resume=True, overwrite=False, **kw)
     resumed = distill(cfg).manifest["distill"]
     assert 0 < whole["on_policy_batches"] < 12

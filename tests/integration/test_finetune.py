@@ -115,38 +115,17 @@ def test_qlora_merge_uses_dequantized_base(tiny_causal, arith_data, tmp_path):
     assert not torch.equal(w_plain, w_deq)  # the base really was dequantized from NF4
 
 
-class StopAt(TrainerCallback):
-    """Simulates Ctrl-C at a given step."""
-
-    def __init__(self, step: int, flags_owner) -> None:
-        self.step, self.owner = step, flags_owner
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            self.owner.flags.interrupted = True
-
-
-def test_resume_matches_uninterrupted_run(tiny_causal, arith_data, tmp_path, monkeypatch):
+def test_resume_matches_uninterrupted_run(tiny_causal, arith_data, tmp_path, interrupt_after):
     kw = {"method": "lora", "max_steps": 20, "learning_rate": 1e-2, "save_steps": 5}
     full_out = tmp_path / "full"
     run(tiny_causal, arith_data, full_out, **kw)
     out = tmp_path / "resumed"
-    import honed.train.finetune as ft
-
-    real_guard = ft.GuardCallback
-
-    class InterruptingGuard(real_guard):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 8:
-                self.flags.interrupted = True
-            return super().on_step_end(args, state, control, **kwargs)
-
-    monkeypatch.setattr(ft, "GuardCallback", InterruptingGuard)
+    interrupt_after(8)
     with pytest.raises(Interrupted):
         run(tiny_causal, arith_data, out, **kw)
     work = tmp_dir_for(out)
     assert (work / "checkpoints" / "checkpoint-8" / "trainer_state.json").is_file()
-    monkeypatch.setattr(ft, "GuardCallback", real_guard)
+    interrupt_after(None)
     run(tiny_causal, arith_data, out, resume=True, **kw)
     a, b = train_losses(full_out), train_losses(out)
     assert len(a) == len(b) == 20
