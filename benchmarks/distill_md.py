@@ -10,6 +10,7 @@ TASK_NAMES = {"mbpp": "MBPP test", "humaneval": "HumanEval"}
 
 
 DEFAULT_METHOD = {"logits": "lora", "sequence": "full"}  # distill_runs.py's --method default
+TARGET_WORDS = {"teacher": "teacher answers", "both": "references and teacher answers"}
 KD_FLAGS = ("alpha", "temperature", "kd_loss", "on_policy")  # distill_runs.py passes them on
 
 
@@ -24,14 +25,22 @@ def method_given(mode: str, settings: dict) -> str | None:
     return method if method not in (None, DEFAULT_METHOD[mode]) else None
 
 
+def targets_given(mode: str, settings: dict) -> str | None:
+    """What the student trained on when not the mode's default: logits mode trains on the
+    references ('data'), sequence mode on the teacher's answers ('data' reads as that)."""
+    targets = settings.get("targets") or "data"
+    default = ("data",) if mode == "logits" else ("data", "teacher")
+    return None if targets in default else targets
+
+
 def heading(record: dict) -> str:
     """One section per mode, and one per variant: a fine-tune method other than the mode's
-    default, logits KD on the teacher's answers, loss settings other than the stage's."""
+    default, training targets other than the mode's, loss settings other than the stage's."""
     settings = record["settings"]
-    on_answers = record["mode"] == "logits" and settings.get("targets") == "teacher"
+    targets = targets_given(record["mode"], settings)
     method = method_given(record["mode"], settings)
     extras = [f"{method} fine-tune"] if method else []
-    extras += ["teacher answers"] if on_answers else []
+    extras += [TARGET_WORDS[targets]] if targets else []
     extras += [f"{flag.replace('_', ' ')} {value}" for flag, value in kd_given(settings)]
     return f"## Distillation ({', '.join([record['mode'] + ' mode', *extras])})"
 

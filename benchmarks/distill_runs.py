@@ -14,8 +14,9 @@ benched, so its speed ratio compares like with like.
 The plain fine-tune uses the same rows, steps and learning rate as the distillation, so
 "gap closed" = (distilled - plain) / (teacher - plain). Logits mode can also distill on the
 teacher's own passing answers to the same train problems (`--targets teacher`: sequence-level
-plus logit KD), against the same plain fine-tune on MBPP's references; `--alpha`,
-`--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss, and a
+plus logit KD; `--targets both`: on the references and those answers), against the same
+plain fine-tune on MBPP's references; `--alpha`, `--temperature`, `--kd-loss` and
+`--on-policy` make other variants of the loss, and a
 `--method` other than the mode's default trains both students that way (the plain fine-tune
 gets its own folder, `plain-full`). Each step's output is kept under runs/distill-bench/ and
 reused when run again (teacher, student before and the plain fine-tune are shared by every
@@ -42,7 +43,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from distill_md import DEFAULT_METHOD, heading, kd_given, markdown, method_given  # noqa: E402
+from distill_md import (  # noqa: E402
+    DEFAULT_METHOD,
+    heading,
+    kd_given,
+    markdown,
+    method_given,
+    targets_given,
+)
 from paired import solved_problems  # noqa: E402
 from results_md import command_line, replace_section  # noqa: E402
 
@@ -142,7 +150,7 @@ def training_args(args: argparse.Namespace) -> list[str]:
 
 def teacher_answers(args: argparse.Namespace) -> list[str]:
     """How the teacher answers the train problems (sequence mode, or logits on its answers)."""
-    targets = ["--targets", "teacher"] if args.mode == "logits" else []
+    targets = ["--targets", args.targets] if args.targets != "data" else []
     return [
         *targets,
         "--candidates",
@@ -167,11 +175,12 @@ def trained_as(args: argparse.Namespace) -> str:
 
 def variant_of(args: argparse.Namespace) -> str:
     """'' for the standard run of a mode; a suffix naming what differs from it (fine-tune
-    method, logits KD on the teacher's answers, loss settings), so each variant keeps its own
+    method, training targets, loss settings), so each variant keeps its own
     distilled student."""
     method = method_given(args.mode, vars(args))
     parts = [method] if method else []
-    parts += ["teacher-targets"] if args.mode == "logits" and args.targets == "teacher" else []
+    targets = targets_given(args.mode, vars(args))
+    parts += [f"{targets}-targets"] if targets else []
     parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
     return "".join(f"-{part}" for part in parts)
 
@@ -192,9 +201,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--targets",
-        choices=("data", "teacher"),
+        choices=("data", "teacher", "both"),
         default="data",
-        help="logits mode: KD on MBPP's reference answers, or on the teacher's passing ones",
+        help="logits mode: KD on MBPP's reference answers, on the teacher's passing ones, or on "
+        "both (sequence mode: the teacher's passing ones, or with 'both' the references too)",
     )
     parser.add_argument(
         "--candidates", type=int, default=2, help="teacher answers per prompt (teacher targets)"
@@ -244,7 +254,7 @@ def main() -> None:
         *training_args(args),
         times=times,
     )
-    teacher_targets = args.mode == "sequence" or args.targets == "teacher"
+    teacher_targets = args.mode == "sequence" or args.targets != "data"
     distilled = step(
         "distill",
         w / f"distilled{variant}",

@@ -489,18 +489,22 @@ class DistillConfig(FinetuneConfig):
     teacher_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Teacher dtype in logits mode (auto: bf16 on CUDA, else float32)."
     )
-    targets: Literal["data", "teacher"] = Field(
+    targets: Literal["data", "teacher", "both"] = Field(
         "data",
-        description="Logits mode: KD on the data's answers, or on the teacher's own (for code: those that pass their tests; sequence-level + logit KD). Sequence mode always trains on the teacher's.",
+        description="Logits mode: KD on the data's answers, on the teacher's own (for code: those that pass their tests; sequence-level + logit KD), or on both. Sequence mode trains on the teacher's (both: and the data's).",
     )
     candidates: int = Field(
-        4, ge=1, description="Teacher answers per prompt (sequence mode, --targets teacher)."
+        4,
+        ge=1,
+        description="Teacher answers per prompt (sequence mode, --targets teacher or both).",
     )
     teacher_temperature: float = Field(
         0.8, ge=0, description="Teacher sampling temperature for its answers (0: greedy)."
     )
     teacher_max_new_tokens: int = Field(
-        512, gt=0, description="New tokens per teacher answer (sequence mode, --targets teacher)."
+        512,
+        gt=0,
+        description="New tokens per teacher answer (sequence mode, --targets teacher or both).",
     )
     teacher_backend: Literal["auto", "transformers", "llama.cpp", "onnxruntime"] = Field(
         "auto", description="Runtime that generates the teacher's answers."

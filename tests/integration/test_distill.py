@@ -254,6 +254,36 @@ def test_logits_mode_on_the_teachers_passing_answers(tiny_causal, tmp_path, monk
     assert {r["task_id"]: r["completion"] for r in rows} == references
 
 
+class RewritingTeacher(ScriptedTeacher):
+    """Passes the first `good` problems with its own variant of the reference code."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__(good)
+        self.good = {p: f"{code}\n# the teacher's own\n" for p, code in self.good.items()}
+
+
+def test_logits_mode_on_the_data_and_the_teachers_answers(tiny_causal, tmp_path, monkeypatch):
+    """--targets both: every reference row, plus each passing teacher answer that differs
+    from its reference, under the same prompt."""
+    import honed.evaluate.run as run
+
+    real = run.evaluate
+    monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, RewritingTeacher(2)))
+    answers = dict(targets="both", max_samples=4, candidates=1, val_fraction=0.0)
+    cfg = config(tmp_path, tiny_causal, "mbpp", student=str(tiny_causal), max_steps=2,
+                 max_length=512, **answers)  # fmt: skip
+    manifest = distill(cfg).manifest
+    made = manifest["distill"]["teacher_data"]
+    assert manifest["distill"]["targets"] == "both"
+    assert made["kept"] == 2 and made["references"] == 4 and made["teacher_rows_added"] == 2
+    assert manifest["data"]["spec"] == made["rows"] and manifest["data"]["train_rows"] == 6
+    rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
+    problems = tasks.mbpp_problems("train")[:4]
+    assert [r["completion"] for r in rows[:4]] == [p.reference.strip() for p in problems]
+    assert [r["prompt"] for r in rows[4:]] == [p.prompt for p in problems[:2]]
+    assert all(r["completion"].endswith("# the teacher's own") for r in rows[4:])
+
+
 class EchoTeacher(ScriptedTeacher):
     """Answers every prompt with the same text per sample; counts its calls."""
 
@@ -294,6 +324,26 @@ def test_sequence_mode_on_text_data_keeps_distinct_teacher_answers(
     calls = teacher.calls
     assert distill(cfg).manifest["distill"]["teacher_data"]["reused"] is True
     assert teacher.calls == calls  # the teacher's answers were reused
+
+
+def test_sequence_mode_with_both_targets_adds_the_datas_answers(
+    tiny_causal, arith_data, tmp_path, monkeypatch
+):
+    import honed.runtime.configured as configured
+
+    monkeypatch.setattr(configured, "load_configured", lambda cfg, batch_size=None: EchoTeacher())
+    cfg = text_sequence(
+        tmp_path, tiny_causal, arith_data, max_samples=4, candidates=2, max_steps=1,
+        targets="both",
+    )  # fmt: skip
+    manifest = distill(cfg).manifest
+    made = manifest["distill"]["teacher_data"]
+    assert manifest["distill"]["targets"] == "both"
+    assert made["kept"] == 8 and made["references"] == 4 and made["teacher_rows_added"] == 8
+    assert manifest["data"]["train_rows"] == 12
+    data = [json.loads(line) for line in arith_data.read_text().splitlines()[:4]]
+    rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
+    assert rows[:4] == [{"prompt": d["prompt"], "completion": d["completion"]} for d in data]
 
 
 def test_sequence_mode_with_a_real_tiny_teacher_on_text_data(tiny_causal, arith_data, tmp_path):

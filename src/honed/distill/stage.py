@@ -4,9 +4,10 @@ The student before distillation is written as an artifact of its own (`OUTPUT-in
 student built from a config or pruned from the teacher) so that `honed eval`, `bench` and
 `report` can put teacher, student before and student after side by side. Training is the
 fine-tune stage (checkpoints, resume, Ctrl-C, NaN stop, metrics, loss plot, samples,
-accelerate) with the distillation loss (logits mode, on the data's answers or with
-`--targets teacher` on the teacher's own passing ones) or on teacher-written data alone
-(sequence mode, see sequence.py).
+accelerate) with the distillation loss (logits mode, on the data's answers, with
+`--targets teacher` on the teacher's own passing ones, with `--targets both` on both) or on
+teacher-written data (sequence mode, see sequence.py; `--targets both` adds the data's own
+answers).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def distill(cfg: DistillConfig) -> RunResult | None:
         "teacher": {"ref": cfg.teacher},
         "student_init": {"kind": kind, "spec": spec, "ref": student},
         "mode": cfg.mode,
-        "targets": "teacher" if cfg.mode == "sequence" else cfg.targets,
+        "targets": "teacher" if cfg.mode == "sequence" and cfg.targets == "data" else cfg.targets,
         "parameters": warn_if_larger(cfg.teacher, student),
     }
     if cfg.mode == "logits":
@@ -195,7 +196,7 @@ def _logits(
     from honed.distill.logits import logits_hooks
 
     ft = finetune_config(cfg, student, output, cfg.data)
-    if cfg.targets == "teacher":
+    if cfg.targets != "data":
         ft = _on_teacher_answers(ft, cfg, output, record)
     hooks = logits_hooks(cfg, record, cache_root=cfg.cache_dir or cache_root() / "kd")
     return finetune(ft, hooks=hooks)
@@ -206,9 +207,12 @@ def _on_teacher_answers(
 ) -> FinetuneConfig:
     """Training on the teacher's (passing) answers, written as a jsonl first; what was made
     goes in the record. --max-samples chose the teacher's prompts; every kept answer to them
-    is trained on."""
+    is trained on; with `--targets both`, the data's own answers to those prompts too."""
     from honed.distill.sequence import teacher_data
+    from honed.distill.textdata import with_references
 
     data_path, made = teacher_data(cfg, output)
+    if cfg.targets == "both":
+        data_path, made = with_references(cfg, data_path, made)
     record["teacher_data"] = made
     return ft.model_copy(update={"data": str(data_path), "max_samples": None})

@@ -4,7 +4,9 @@ Any prompt/answer dataset the fine-tune stage reads (a jsonl/json file, canard, 
 dataset) works: the teacher answers each train-split prompt `candidates` times (in its chat
 template when it has one, else the task template, cut at the template's next row), and
 every distinct, non-empty answer becomes a prompt/completion row for the student. There is
-no test to filter on, so nothing else is dropped; the reference answers are not used. The
+no test to filter on, so nothing else is dropped; the reference answers are used only with
+`--targets both` (with_references: for code data too, the data's answers plus the teacher's
+kept ones). The
 rows and the settings that made them are kept in OUTPUT-teacher-data/ and reused when run
 again with the same settings.
 """
@@ -22,25 +24,52 @@ from honed.errors import HonedError
 from honed.runtime.base import Backend, GenerationParams
 
 
-def train_prompts(cfg: DistillConfig) -> list[str]:
-    """The prompts of the data's train split (at most max_samples)."""
+def train_pairs(cfg: DistillConfig) -> list[tuple[str, str]]:
+    """The (prompt, answer) pairs of the data's train split (at most max_samples); a row
+    without a prompt is reported as bad, a missing answer is ''."""
     assert cfg.data is not None
     bad = BadRows(cfg.skip_bad_rows)
     rows = load_splits(cfg.data, bad).get("train") or []
     if not rows:
         raise HonedError(f"data '{cfg.data}' has no training rows: check the data")
     try:
-        key, _ = detect_fields(rows[0], cfg.prompt_field, cfg.completion_field)
+        key, answer = detect_fields(rows[0], cfg.prompt_field, cfg.completion_field)
     except HonedError as err:
-        raise HonedError(f"sequence mode needs prompts for the teacher to answer: {err}") from None
-    prompts = []
+        raise HonedError(f"the teacher needs prompts to answer: {err}") from None
+    pairs = []
     for row in rows:
-        prompt = row.get(key)
+        prompt, completion = row.get(key), row.get(answer)
         if not isinstance(prompt, str) or not prompt.strip():
             bad.report(str(row.get("_where", cfg.data)), f"'{key}' is not a non-empty string")
             continue
-        prompts.append(prompt)
-    return prompts[: cfg.max_samples] if cfg.max_samples else prompts
+        pairs.append((prompt, completion if isinstance(completion, str) else ""))
+    return pairs[: cfg.max_samples] if cfg.max_samples else pairs
+
+
+def train_prompts(cfg: DistillConfig) -> list[str]:
+    """The prompts of the data's train split (at most max_samples)."""
+    return [prompt for prompt, _ in train_pairs(cfg)]
+
+
+def with_references(
+    cfg: DistillConfig, teacher_rows: Path, made: dict[str, Any]
+) -> tuple[Path, dict[str, Any]]:
+    """`--targets both`: the data's own answers to the same prompts, then every kept teacher
+    answer that differs from them, as one jsonl next to the teacher's; returns it and the
+    counts."""
+    rows = [{"prompt": p, "completion": c.strip()} for p, c in train_pairs(cfg) if c.strip()]
+    seen = {(r["prompt"], r["completion"]) for r in rows}
+    references = len(rows)
+    for line in teacher_rows.read_text().splitlines():
+        row = json.loads(line)
+        pair = (row["prompt"], row["completion"].strip())
+        if pair not in seen:
+            seen.add(pair)
+            rows.append({"prompt": pair[0], "completion": pair[1]})
+    path = teacher_rows.with_name("train-with-references.jsonl")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    added = {"references": references, "teacher_rows_added": len(rows) - references}
+    return path, {**made, **added, "rows": str(path)}
 
 
 def settings(cfg: DistillConfig, prompts: list[str]) -> dict[str, Any]:
