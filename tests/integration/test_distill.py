@@ -259,7 +259,8 @@ class RewritingTeacher(ScriptedTeacher):
 
     def __init__(self, good: int) -> None:
         super().__init__(good)
-        self.good = {p: f"{code}\n# the teacher's own\n" for p, code in self.good.items()}
+        # a statement, not a comment: MBPP's stops cut an answer at its first "\n#"
+        self.good = {p: f"{code}\nTEACHERS_OWN = True\n" for p, code in self.good.items()}
 
 
 def test_logits_mode_on_the_data_and_the_teachers_answers(tiny_causal, tmp_path, monkeypatch):
@@ -281,7 +282,7 @@ def test_logits_mode_on_the_data_and_the_teachers_answers(tiny_causal, tmp_path,
     problems = tasks.mbpp_problems("train")[:4]
     assert [r["completion"] for r in rows[:4]] == [p.reference.strip() for p in problems]
     assert [r["prompt"] for r in rows[4:]] == [p.prompt for p in problems[:2]]
-    assert all(r["completion"].endswith("# the teacher's own") for r in rows[4:])
+    assert all(r["completion"].endswith("TEACHERS_OWN = True") for r in rows[4:])
 
 
 class EchoTeacher(ScriptedTeacher):
