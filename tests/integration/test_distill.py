@@ -232,17 +232,23 @@ def test_sequence_mode_trains_only_on_answers_that_pass(tiny_causal, tmp_path, m
     assert all(r["completion"] == references[r["task_id"]] for r in rows)
 
 
-def test_logits_mode_on_the_teachers_passing_answers(tiny_causal, tmp_path, monkeypatch):
-    """--targets teacher: the teacher answers the train problems first, and logit KD runs on
-    the answers that pass (sequence-level + word-level KD)."""
+def on_teacher_answers(tmp_path, model, monkeypatch, teacher, targets: str) -> dict:
+    """Logits mode on the first 4 MBPP train problems with `teacher` answering them once;
+    returns the student's manifest."""
     import honed.evaluate.run as run
 
     real = run.evaluate
-    monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, ScriptedTeacher(2)))
-    answers = dict(targets="teacher", max_samples=4, candidates=1, val_fraction=0.0)
-    cfg = config(tmp_path, tiny_causal, "mbpp", student=str(tiny_causal), max_steps=2,
+    monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, teacher))
+    answers = dict(targets=targets, max_samples=4, candidates=1, val_fraction=0.0)
+    cfg = config(tmp_path, model, "mbpp", student=str(model), max_steps=2,
                  max_length=512, **answers)  # fmt: skip
-    manifest = distill(cfg).manifest
+    return distill(cfg).manifest
+
+
+def test_logits_mode_on_the_teachers_passing_answers(tiny_causal, tmp_path, monkeypatch):
+    """--targets teacher: the teacher answers the train problems first, and logit KD runs on
+    the answers that pass (sequence-level + word-level KD)."""
+    manifest = on_teacher_answers(tmp_path, tiny_causal, monkeypatch, ScriptedTeacher(2), "teacher")
     record = manifest["distill"]
     assert record["mode"] == "logits" and record["targets"] == "teacher"
     made = record["teacher_data"]
@@ -266,14 +272,7 @@ class RewritingTeacher(ScriptedTeacher):
 def test_logits_mode_on_the_data_and_the_teachers_answers(tiny_causal, tmp_path, monkeypatch):
     """--targets both: every reference row, plus each passing teacher answer that differs
     from its reference, under the same prompt."""
-    import honed.evaluate.run as run
-
-    real = run.evaluate
-    monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, RewritingTeacher(2)))
-    answers = dict(targets="both", max_samples=4, candidates=1, val_fraction=0.0)
-    cfg = config(tmp_path, tiny_causal, "mbpp", student=str(tiny_causal), max_steps=2,
-                 max_length=512, **answers)  # fmt: skip
-    manifest = distill(cfg).manifest
+    manifest = on_teacher_answers(tmp_path, tiny_causal, monkeypatch, RewritingTeacher(2), "both")
     made = manifest["distill"]["teacher_data"]
     assert manifest["distill"]["targets"] == "both"
     assert made["kept"] == 2 and made["references"] == 4 and made["teacher_rows_added"] == 2
