@@ -90,6 +90,12 @@ def verdict(task: str, scores: dict[str, float], solved: dict[str, list] | None)
     return text
 
 
+def on_machine(record: dict) -> str:
+    """' on CPU, N cores' where the record names its machine (older records do not)."""
+    machine = record.get("machine")
+    return f" on {machine['cpu']}, {machine['cores']} cores" if machine else ""
+
+
 def markdown(record: dict) -> str:
     """The whole section: heading, command and wall times, table, a verdict per task."""
     solved = by_task(record, "solved")
@@ -102,7 +108,8 @@ def markdown(record: dict) -> str:
         [
             heading(record),
             "",
-            f"Measured {record['date']}; `{record['command']}`; {record['teacher']} -> "
+            f"Measured {record['date']}{on_machine(record)}; `{record['command']}`; "
+            f"{record['teacher']} -> "
             f"{record['student']}, settings {record['settings']}. Wall times: {times}.",
             "",
             *table(record),

@@ -54,6 +54,9 @@ from distill_md import (  # noqa: E402
 from paired import solved_problems  # noqa: E402
 from results_md import command_line, replace_section  # noqa: E402
 
+from honed.artifacts import library_versions  # noqa: E402
+from honed.bench.machine import cpu_name, usable_cores  # noqa: E402
+
 WORK = Path("runs/distill-bench")
 PAIRS = {
     "logits": ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"),
@@ -309,6 +312,8 @@ def main() -> None:
         "student": student,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(),
+        "machine": {"cpu": cpu_name(), "cores": usable_cores()},
+        "versions": library_versions(("llama-cpp-python",)),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "pass@1": scores,
         "solved": solved,
