@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from honed.data import prepare_data
-from honed.data.builtin import find_data_file, load_code_dir, load_py_functions
+from honed.data.builtin import find_data_file, load_code_dir, load_py_functions, mbpp_row
 from honed.data.format import choose_format, parse_template
 from honed.data.sources import BadRows, load_splits
 from honed.errors import HonedError
@@ -36,6 +36,18 @@ def test_mbpp_standard_split():
     assert min(ids) == 601 and max(ids) == 974
     row = splits["train"][0]
     assert row["test_list"][0] in row["prompt"] and "\r\n" not in row["completion"]
+
+
+def test_mbpp_rows_read_the_same_with_windows_line_ends():
+    """A row with CRLF in its text, tests or code gives the prompt and answer that the same
+    row with plain '\n' gives (what the eval's prompts are built from)."""
+    row = {"text": "Add two numbers.\r\nReturn it.", "code": "def add(a, b):\r\n    return a + b",
+           "test_list": ["assert add(1, 2) == 3\r\n", "assert add(0, 0) == 0"]}  # fmt: skip
+    plain = {k: v.replace("\r\n", "\n") if isinstance(v, str) else [t.replace("\r\n", "\n")
+             for t in v] for k, v in row.items()}  # fmt: skip
+    made, expected = mbpp_row(row), mbpp_row(plain)
+    assert (made["prompt"], made["completion"]) == (expected["prompt"], expected["completion"])
+    assert "\r" not in made["prompt"] + made["completion"]
 
 
 @needs_shared

@@ -55,9 +55,11 @@ def split_by_key(rows: list[Row], key: Callable[[Row], str]) -> Splits:
 
 
 def mbpp_row(row: Row) -> Row:
-    """Prompt with the task text and its tests (they name the function); answer is the code."""
+    """Prompt with the task text and its tests (they name the function); answer is the code.
+    Windows line ends become '\n' everywhere, as in the eval's prompts (evaluate/tasks.py), so
+    a row reads the same in training and in eval."""
     tests = "\n".join(row["test_list"])
-    prompt = f"{row['text']}\nYour code should pass these tests:\n{tests}"
+    prompt = f"{row['text']}\nYour code should pass these tests:\n{tests}".replace("\r\n", "\n")
     return {**row, "prompt": prompt, "completion": row["code"].replace("\r\n", "\n")}
 
 
