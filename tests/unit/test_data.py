@@ -96,6 +96,21 @@ def test_malformed_rows_name_file_and_line(tmp_path, tok):
     assert data.skipped == 2 and len(data.train) == 1
 
 
+def test_validation_keeps_each_prompts_answers_together(tmp_path, tok):
+    """Several answers to one prompt (teacher candidates, --targets both) all land on one side
+    of the carved validation split; unique prompts split as before (a seeded share)."""
+    rows = [{"prompt": f"question {q}", "completion": f"answer {a}"} for q in range(20)
+            for a in range(3)]  # fmt: skip
+    data = prepare_data(str(write_jsonl(tmp_path / "d.jsonl", rows)), tok, is_seq2seq=False,
+                        val_fraction=0.2)  # fmt: skip
+    prompts = [{str(e["prompt"]) for e in part} for part in (data.train, data.validation)]
+    assert len(data.validation) == 12 and len(data.train) == 48
+    assert len(prompts[1]) == 4 and not prompts[0] & prompts[1]
+    with pytest.raises(HonedError, match="validation took every training row"):
+        same = [{"prompt": "one", "completion": f"answer {a}"} for a in range(20)]
+        prepare_data(str(write_jsonl(tmp_path / "s.jsonl", same)), tok, is_seq2seq=False)
+
+
 def test_empty_and_missing_data(tmp_path, tok):
     with pytest.raises(HonedError, match="no training rows"):
         prepare_data(str(write_jsonl(tmp_path / "e.jsonl", [])), tok, is_seq2seq=False)

@@ -44,16 +44,27 @@ def _fields(
 
 
 def _validation_rows(
-    splits: Splits, eval_data: str | None, val_fraction: float, seed: int, bad: BadRows
+    splits: Splits, eval_data: str | None, val_fraction: float, seed: int, bad: BadRows, key: str
 ) -> tuple[list[Row], list[Row]]:
+    """Train and validation rows: the data's own validation split where it has one, else a
+    seeded `val_fraction` carved from train. Rows that share a prompt (`key`) go to the same
+    side, so that validation never scores a prompt the model trained on (several answers to
+    one prompt: the teacher's candidates, or `--targets both`)."""
     train = list(splits.get("train", []))
     if eval_data:
         return train, load_splits(eval_data, bad).get("train", [])
     if splits.get("validation"):
         return train, splits["validation"]
-    random.Random(seed).shuffle(train)
-    n_val = int(len(train) * val_fraction)
-    return train[n_val:], train[:n_val]
+    groups: dict[object, list[Row]] = {}
+    for i, row in enumerate(train):
+        prompt = row.get(key) if key else None
+        groups.setdefault(prompt if isinstance(prompt, str) else i, []).append(row)
+    order = list(groups.values())
+    random.Random(seed).shuffle(order)
+    n_val, val = int(len(train) * val_fraction), []
+    while order and len(val) < n_val:
+        val.extend(order.pop(0))
+    return [row for group in order for row in group], val
 
 
 def prepare_data(
@@ -74,13 +85,15 @@ def prepare_data(
     """Load `spec`, split it and format every row; empty results are one-line errors."""
     bad = BadRows(skip_bad_rows)
     splits = load_splits(spec, bad)
-    train_rows, val_rows = _validation_rows(splits, eval_data, val_fraction, seed, bad)
-    if not train_rows:
+    if not splits.get("train"):
         raise HonedError(f"data '{spec}' has no training rows: check the file or the split")
+    fmt = choose_format(template, tokenizer, is_seq2seq, system_prompt)
+    fields = _fields(splits["train"][0], fmt, prompt_field, completion_field)
+    train_rows, val_rows = _validation_rows(splits, eval_data, val_fraction, seed, bad, fields[0])
+    if not train_rows:
+        raise HonedError(f"data '{spec}': validation took every training row: lower val_fraction")
     if max_samples:
         train_rows = random.Random(seed).sample(train_rows, min(max_samples, len(train_rows)))
-    fmt = choose_format(template, tokenizer, is_seq2seq, system_prompt)
-    fields = _fields(train_rows[0], fmt, prompt_field, completion_field)
     train = make_examples(train_rows, fmt, fields, bad)
     validation = make_examples(val_rows, fmt, fields, bad)
     if not train:
