@@ -277,6 +277,9 @@ def test_logits_mode_on_the_data_and_the_teachers_answers(tiny_causal, tmp_path,
     assert manifest["distill"]["targets"] == "both"
     assert made["kept"] == 2 and made["references"] == 4 and made["teacher_rows_added"] == 2
     assert manifest["data"]["spec"] == made["rows"] and manifest["data"]["train_rows"] == 6
+    # validated on MBPP's own validation split, as a plain fine-tune on mbpp is
+    assert manifest["data"]["validation_rows"] == 90
+    assert manifest["config"]["eval_data"].endswith("teacher-data/validation.jsonl")
     rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
     problems = tasks.mbpp_problems("train")[:4]
     assert [r["completion"] for r in rows[:4]] == [p.reference.strip() for p in problems]

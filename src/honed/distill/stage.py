@@ -207,12 +207,17 @@ def _on_teacher_answers(
 ) -> FinetuneConfig:
     """Training on the teacher's (passing) answers, written as a jsonl first; what was made
     goes in the record. --max-samples chose the teacher's prompts; every kept answer to them
-    is trained on; with `--targets both`, the data's own answers to those prompts too."""
+    is trained on; with `--targets both`, the data's own answers to those prompts too.
+    Validation is the data's own validation split where it has one (as for plain
+    fine-tuning on the data), else a share of these rows."""
     from honed.distill.sequence import teacher_data
-    from honed.distill.textdata import with_references
+    from honed.distill.textdata import own_validation, with_references
 
     data_path, made = teacher_data(cfg, output)
     if cfg.targets == "both":
         data_path, made = with_references(cfg, data_path, made)
     record["teacher_data"] = made
-    return ft.model_copy(update={"data": str(data_path), "max_samples": None})
+    eval_data = cfg.eval_data or own_validation(cfg, data_path.parent)
+    return ft.model_copy(
+        update={"data": str(data_path), "max_samples": None, "eval_data": eval_data}
+    )

@@ -6,9 +6,9 @@ template when it has one, else the task template, cut at the template's next row
 every distinct, non-empty answer becomes a prompt/completion row for the student. There is
 no test to filter on, so nothing else is dropped; the reference answers are used only with
 `--targets both` (with_references: for code data too, the data's answers plus the teacher's
-kept ones). The
-rows and the settings that made them are kept in OUTPUT-teacher-data/ and reused when run
-again with the same settings.
+kept ones). The rows and the settings that made them are kept in OUTPUT-teacher-data/ and
+reused when run again with the same settings; the data's own validation split, where it has
+one, is written there too (own_validation) and validates the student.
 """
 
 from __future__ import annotations
@@ -27,11 +27,19 @@ from honed.runtime.base import Backend, GenerationParams
 def train_pairs(cfg: DistillConfig) -> list[tuple[str, str]]:
     """The (prompt, answer) pairs of the data's train split (at most max_samples); a row
     without a prompt is reported as bad, a missing answer is ''."""
+    pairs = split_pairs(cfg, "train")
+    if not pairs:
+        raise HonedError(f"data '{cfg.data}' has no training rows: check the data")
+    return pairs[: cfg.max_samples] if cfg.max_samples else pairs
+
+
+def split_pairs(cfg: DistillConfig, split: str) -> list[tuple[str, str]]:
+    """The (prompt, answer) pairs of one split of the data ([] when it has none)."""
     assert cfg.data is not None
     bad = BadRows(cfg.skip_bad_rows)
-    rows = load_splits(cfg.data, bad).get("train") or []
+    rows = load_splits(cfg.data, bad).get(split) or []
     if not rows:
-        raise HonedError(f"data '{cfg.data}' has no training rows: check the data")
+        return []
     try:
         key, answer = detect_fields(rows[0], cfg.prompt_field, cfg.completion_field)
     except HonedError as err:
@@ -43,7 +51,19 @@ def train_pairs(cfg: DistillConfig) -> list[tuple[str, str]]:
             bad.report(str(row.get("_where", cfg.data)), f"'{key}' is not a non-empty string")
             continue
         pairs.append((prompt, completion if isinstance(completion, str) else ""))
-    return pairs[: cfg.max_samples] if cfg.max_samples else pairs
+    return pairs
+
+
+def own_validation(cfg: DistillConfig, where: Path) -> str | None:
+    """The data's own validation split as a jsonl in `where`, so that training on the
+    teacher's answers is validated on the rows a plain fine-tune of the data uses; None when
+    the data has none (a share of the teacher's rows is held out instead)."""
+    pairs = [(p, c.strip()) for p, c in split_pairs(cfg, "validation") if c.strip()]
+    if not pairs:
+        return None
+    path = where / "validation.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in pairs))
+    return str(path)
 
 
 def train_prompts(cfg: DistillConfig) -> list[str]:
