@@ -17,6 +17,7 @@ from typing import Any
 from honed.config import DistillConfig, EvalConfig
 from honed.errors import HonedError
 from honed.evaluate import tasks
+from honed.evaluate.report import write_jsonl
 from honed.runtime.base import Backend
 
 CODE_DATA = {"mbpp": "mbpp-train", "mbpp-train": "mbpp-train"}
@@ -102,5 +103,5 @@ def teacher_data(
             "stronger teacher, more --candidates, or another --teacher-temperature"
         )
     path = where / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(path, rows)
     return path, {**counts, "eval": str(where), "reused": reused, "rows": str(path)}

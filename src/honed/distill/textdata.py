@@ -21,6 +21,7 @@ from honed.config import DistillConfig, RuntimeConfig
 from honed.data.format import detect_fields
 from honed.data.sources import BadRows, load_splits
 from honed.errors import HonedError
+from honed.evaluate.report import write_jsonl
 from honed.runtime.base import Backend, GenerationParams
 
 
@@ -62,7 +63,7 @@ def own_validation(cfg: DistillConfig, where: Path) -> str | None:
     if not pairs:
         return None
     path = where / "validation.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in pairs))
+    write_jsonl(path, [{"prompt": p, "completion": c} for p, c in pairs])
     return str(path)
 
 
@@ -87,7 +88,7 @@ def with_references(
             seen.add(pair)
             rows.append({"prompt": pair[0], "completion": pair[1]})
     path = teacher_rows.with_name("train-with-references.jsonl")
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(path, rows)
     added = {"references": references, "teacher_rows_added": len(rows) - references}
     return path, {**made, **added, "rows": str(path)}
 
@@ -163,6 +164,6 @@ def text_teacher_data(
     if not rows:
         raise HonedError("the teacher wrote only empty answers: check --teacher and its template")
     where.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(path, rows)
     meta.write_text(json.dumps({"settings": wanted, "counts": counts}, indent=2))
     return path, {**counts, "reused": False, "rows": str(path)}
