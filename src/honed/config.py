@@ -254,6 +254,10 @@ class EvalConfig(RuntimeConfig):
         None, description="Directory for samples and summary (default runs/eval-<model>-<task>)."
     )
     overwrite: bool = Field(False, description="Replace an existing output directory.")
+    resume: bool = Field(
+        False,
+        description="Code tasks: continue an interrupted eval, generating only the samples it lacks.",
+    )
     prompting: Literal["auto", "base", "chat"] = Field(
         "auto",
         description="base: complete the prompt; chat: ask via the chat template; auto: chat when the model has one.",

@@ -232,6 +232,39 @@ def test_sequence_mode_trains_only_on_answers_that_pass(tiny_causal, tmp_path, m
     assert all(r["completion"] == references[r["task_id"]] for r in rows)
 
 
+class StoppedTeacher(ScriptedTeacher):
+    """Ctrl-C at the teacher's generate call number `stop_at`; counts the prompts it answers."""
+
+    def __init__(self, good: int, stop_at: int = 0) -> None:
+        super().__init__(good)
+        self.stop_at, self.calls, self.answered = stop_at, 0, 0
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        self.answered += len(prompts)
+        return super().generate(prompts, params)
+
+
+def test_the_teachers_answers_continue_after_a_stop(tiny_causal, tmp_path, monkeypatch):
+    """A distillation stopped while the teacher answers keeps the answers made so far: run
+    again (here with --resume, before any training), the teacher answers only the rest."""
+    import honed.evaluate.run as run
+
+    real, teacher = run.evaluate, StoppedTeacher(3, stop_at=2)
+    monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, teacher))
+    answers = dict(mode="sequence", max_samples=10, candidates=1, teacher_temperature=0.0)
+    cfg = config(tmp_path, tiny_causal, "mbpp", student=str(tiny_causal), max_steps=1,
+                 max_length=512, val_fraction=0.0, **answers)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):  # the teacher answers 8 prompts per call
+        distill(cfg)
+    assert not (tmp_path / "student.tmp").exists()  # the training had not begun
+    teacher = StoppedTeacher(3)
+    made = distill(cfg.model_copy(update={"resume": True})).manifest["distill"]["teacher_data"]
+    assert teacher.answered == 2 and made["candidates"] == 10 and made["kept"] == 3
+
+
 def on_teacher_answers(tmp_path, model, monkeypatch, teacher, targets: str) -> dict:
     """Logits mode on the first 4 MBPP train problems with `teacher` answering them once;
     returns the student's manifest."""

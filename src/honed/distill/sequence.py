@@ -4,7 +4,8 @@ The teacher answers every MBPP train problem `candidates` times (honed eval on t
 mbpp-train task: sampled, sandboxed, scored); the candidates that pass their tests become
 prompt/completion rows (deduplicated) that the student is fine-tuned on. Works across
 tokenizers, since only text passes between the models. The teacher's eval is kept next to
-the output (OUTPUT-teacher-data/) and reused when run again with the same settings.
+the output (OUTPUT-teacher-data/) and reused when run again with the same settings; one
+that was stopped continues where it stopped (the eval's --resume).
 Other data (no tests to run) goes through textdata.py: every distinct answer is kept.
 """
 
@@ -14,9 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from honed import artifacts
 from honed.config import DistillConfig, EvalConfig
 from honed.errors import HonedError
-from honed.evaluate import tasks
+from honed.evaluate import journal, tasks
 from honed.evaluate.report import write_jsonl
 from honed.runtime.base import Backend
 
@@ -95,7 +97,8 @@ def teacher_data(
     ecfg = eval_config(cfg, where)
     reused = reusable(where, ecfg)
     if not reused:
-        evaluate(ecfg, backend)
+        resume = journal.resumable(artifacts.tmp_dir_for(where), ecfg)
+        evaluate(ecfg.model_copy(update={"resume": resume}), backend)
     rows, counts = kept_rows(where, ecfg.task)
     if not rows:
         raise HonedError(

@@ -151,9 +151,15 @@ def data_hash(data: PreparedData) -> str:
 
 
 def finetune_config(cfg: DistillConfig, student: str, output: Path, data: str) -> FinetuneConfig:
-    """The fine-tune stage's config for training the student."""
+    """The fine-tune stage's config for training the student. `--resume` of a run stopped
+    before its training began (while the teacher answered: that part resumes by itself)
+    starts the training."""
     values = {k: getattr(cfg, k) for k in FinetuneConfig.model_fields}
-    return FinetuneConfig(**{**values, "model": student, "output": output, "data": data})
+    started = artifacts.tmp_dir_for(output).is_dir()
+    if cfg.resume and not started:
+        log.info("the training of %s had not begun: starting it", output)
+    update = {"model": student, "output": output, "data": data, "resume": cfg.resume and started}
+    return FinetuneConfig(**{**values, **update})
 
 
 def distill(cfg: DistillConfig) -> RunResult | None:

@@ -7,8 +7,10 @@ every distinct, non-empty answer becomes a prompt/completion row for the student
 no test to filter on, so nothing else is dropped; the reference answers are used only with
 `--targets both` (with_references: for code data too, the data's answers plus the teacher's
 kept ones). The rows and the settings that made them are kept in OUTPUT-teacher-data/ and
-reused when run again with the same settings; the data's own validation split, where it has
-one, is written there too (own_validation) and validates the student.
+reused when run again with the same settings (a run stopped while the teacher answered
+keeps each answer in a journal there and generates only the rest); the data's own
+validation split, where it has one, is written there too (own_validation) and validates
+the student.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from honed.config import DistillConfig, RuntimeConfig
 from honed.data.format import detect_fields
 from honed.data.sources import BadRows, load_splits
 from honed.errors import HonedError
+from honed.evaluate import journal
+from honed.evaluate.journal import Journal
 from honed.evaluate.report import write_jsonl
 from honed.runtime.base import Backend, GenerationParams
 
@@ -116,8 +120,11 @@ def render(backend: Backend, prompts: list[str]) -> tuple[list[str], tuple[str, 
     return [prefix.format(prompt=p) for p in prompts], text_stops(prefix)
 
 
-def answers(cfg: DistillConfig, backend: Backend, prompts: list[str]) -> tuple[list, dict]:
-    """Distinct non-empty teacher answers as rows, and the counts."""
+def answers(
+    cfg: DistillConfig, backend: Backend, prompts: list[str], kept: Journal
+) -> tuple[list, dict]:
+    """Distinct non-empty teacher answers as rows, and the counts. Each answer goes to the
+    journal as it comes; answers already there (a stopped run's) are not generated again."""
     from honed.evaluate.run import GenStats, generate_in_batches
 
     rendered, stops = render(backend, prompts)
@@ -130,12 +137,24 @@ def answers(cfg: DistillConfig, backend: Backend, prompts: list[str]) -> tuple[l
             stop=stops,
         )
         label = f"teacher: answer {sample + 1}/{cfg.candidates}"
-        for i, text, _ in generate_in_batches(backend, rendered, params, 8, stats, label):
+        got = {i: row["completion"] for (s, i), row in kept.done.items() if s == sample}
+        todo = [i for i in range(len(prompts)) if i not in got]
+        batches = generate_in_batches(backend, [rendered[i] for i in todo], params, 8, stats, label)
+        for j, text, _ in batches:
+            kept.record({"sample": sample, "task_id": todo[j], "completion": text})
+            got[todo[j]] = text
+        for i, text in sorted(got.items()):
             if text.strip() and (i, text.strip()) not in seen:
                 seen.add((i, text.strip()))
                 rows.append({"prompt": prompts[i], "completion": text.strip()})
     counts = {"candidates": len(prompts) * cfg.candidates, "kept": len(rows)}
-    return rows, {**counts, "prompts_covered": len({i for i, _ in seen}), **stats.as_dict()}
+    reused = {"answers_reused": len(kept.done)} if kept.done else {}
+    return rows, {
+        **counts,
+        "prompts_covered": len({i for i, _ in seen}),
+        **stats.as_dict(),
+        **reused,
+    }
 
 
 def text_teacher_data(
@@ -152,18 +171,20 @@ def text_teacher_data(
         made = json.loads(meta.read_text())
         if made.get("settings") == wanted:
             return path, {**made["counts"], "reused": True, "rows": str(path)}
+    where.mkdir(parents=True, exist_ok=True)
+    kept = journal.begin(where, wanted, resume=journal.matches(where, wanted))
     owned = backend is None
     if backend is None:
         rc = RuntimeConfig(model=cfg.teacher, backend=cfg.teacher_backend, threads=cfg.threads)
         backend = load_configured(rc)
     try:
-        rows, counts = answers(cfg, backend, prompts)
+        rows, counts = answers(cfg, backend, prompts, kept)
     finally:
         if owned:
             backend.close()
     if not rows:
         raise HonedError("the teacher wrote only empty answers: check --teacher and its template")
-    where.mkdir(parents=True, exist_ok=True)
     write_jsonl(path, rows)
     meta.write_text(json.dumps({"settings": wanted, "counts": counts}, indent=2))
+    journal.close(where)
     return path, {**counts, "reused": False, "rows": str(path)}

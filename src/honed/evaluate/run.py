@@ -3,7 +3,8 @@
 Code tasks are generated in batches, and each program goes to the sandbox pool as soon as
 its completion exists, so execution overlaps generation. Text tasks (`text:SPEC`) live in
 `textmetrics.py`. Everything is written into a work directory that is renamed into place
-only when the eval is complete, so a failed eval leaves nothing half-written.
+only when the eval is complete, so a failed eval leaves nothing half-written; a code eval
+that stops keeps the samples it generated there, for `--resume` (journal.py).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from honed import artifacts
 from honed.bench import machine
 from honed.config import EvalConfig
 from honed.errors import HonedError
-from honed.evaluate import tasks
+from honed.evaluate import journal, tasks
 from honed.evaluate.extract import answer_complete
 from honed.evaluate.passk import pass_at_k
 from honed.evaluate.report import (
@@ -100,6 +102,7 @@ class CodePlan:
     sandbox: str
     rescore: list[tuple[tasks.Problem, Row]] | None = None
     needs_backend: bool = True
+    journal: journal.Journal | None = None
 
 
 def parse_ks(text: str, n: int) -> list[int]:
@@ -239,25 +242,32 @@ def generate_code(cfg: EvalConfig, plan: CodePlan, backend: Backend, scorer: Sco
     stops = task.stops if prompting == "base" else ()
     early = prompting == "chat" and cfg.stop_at_code
     finished = code_done(prompts, problems) if early else None
-    stats = GenStats()
+    stats, kept = GenStats(), plan.journal or journal.Journal(None)
     for sample in range(cfg.n_samples):
         label = f"{task.name}: sample {sample + 1}/{cfg.n_samples}"
         params = params_for(cfg, sample, stops, finished)
-        for index, text, completion in generate_in_batches(
-            backend, prompts, params, cfg.batch_size, stats, label
-        ):
-            problem = problems[index]
+        todo = [i for i, p in enumerate(problems) if (sample, p.task_id) not in kept.done]
+        for i in sorted(set(range(len(problems))) - set(todo)):
+            row = kept.done[(sample, problems[i].task_id)]
+            scorer.add(row, tasks.program_for(task, problems[i], row["completion"], prompting))
+        batches = generate_in_batches(
+            backend, [prompts[i] for i in todo], params, cfg.batch_size, stats, label
+        )
+        for index, text, completion in batches:
+            problem = problems[todo[index]]
             row = {
                 "task_id": problem.task_id,
                 "sample": sample,
                 "prompting": prompting,
-                "prompt": prompts[index],
+                "prompt": prompts[todo[index]],
                 "completion": text,
                 "finish_reason": completion.finish_reason,
                 **({"error": completion.extra["error"]} if "error" in completion.extra else {}),
             }
+            kept.record(row)
             scorer.add(row, tasks.program_for(task, problem, text, prompting))
-    return prompting, {**stats.as_dict(), "stop": list(stops), "stop_at_code": early}
+    reused = {"samples_reused": len(kept.done)} if kept.done else {}
+    return prompting, {**stats.as_dict(), "stop": list(stops), "stop_at_code": early, **reused}
 
 
 def rescore_code(cfg: EvalConfig, plan: CodePlan, scorer: Scorer) -> str:
@@ -290,6 +300,9 @@ def run_code(cfg: EvalConfig, plan: CodePlan, backend: Backend | None) -> tuple[
             assert backend is not None
             prompting, generation = generate_code(cfg, plan, backend, scorer)
         timing = scorer.finish()
+    if plan.journal is not None and plan.journal.done:  # reused samples were scored first
+        order = {problem.task_id: i for i, problem in enumerate(plan.problems)}
+        scorer.rows.sort(key=lambda row: (row["sample"], order[row["task_id"]]))
     outcomes: dict[str, list[bool]] = {}
     for row in scorer.rows:
         outcomes.setdefault(row["task_id"], []).append(row["result"] == "passed")
@@ -321,6 +334,21 @@ def timing_steal(before: tuple[int, int] | None) -> dict[str, float]:
     return {"cpu_steal": round(share, 4)}
 
 
+def keep_or_remove(work: Path, kept: journal.Journal | None) -> None:
+    """After a failed eval: keep the work dir when it holds generated samples (for
+    --resume), else remove it so that nothing half-written is left."""
+    count = kept.kept() if kept is not None else 0
+    if not count:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    log.warning(
+        "the eval stopped; its %d generated samples are kept in %s: run the same command with "
+        "--resume to generate only the rest (or --overwrite to start over)",
+        count,
+        work,
+    )
+
+
 def evaluate(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
     """Run the eval stage; returns the summary (also written to the output directory)."""
     from honed.evaluate import textmetrics
@@ -329,8 +357,12 @@ def evaluate(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
     model = samples_model(cfg.samples) if named_by_samples else cfg.model  # type: ignore[arg-type]
     final = (cfg.output or default_output(cfg.task, model)).resolve()
     is_text = cfg.task.startswith("text:")
+    if cfg.resume and (is_text or cfg.samples is not None):
+        raise HonedError("--resume continues the generation of a code task: run without it")
     plan = textmetrics.plan_text(cfg) if is_text else plan_code(cfg)  # checks all input first
-    work = artifacts.prepare_output(final, overwrite=cfg.overwrite, resume=False)
+    work = artifacts.prepare_output(final, overwrite=cfg.overwrite, resume=cfg.resume)
+    if isinstance(plan, CodePlan) and plan.needs_backend:
+        plan.journal = journal.start(work, cfg)  # a refused --resume leaves work as it was
     owned = backend is None and plan.needs_backend
     try:
         began, ticks = time.monotonic(), machine.cpu_ticks()
@@ -342,8 +374,9 @@ def evaluate(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
         summary |= {"wall_s": round(time.monotonic() - began, 3), "output": str(final)}
         summary |= timing_steal(ticks)
         write_outputs(work, summary, rows)
+        journal.close(work)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        keep_or_remove(work, getattr(plan, "journal", None))
         raise
     finally:
         if owned and backend is not None:

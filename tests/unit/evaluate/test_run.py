@@ -354,3 +354,65 @@ def test_every_prompt_refused_is_one_error_and_nothing_written(tmp_path):
     with pytest.raises(HonedError, match="refused every prompt: prompt has 5000 tokens"):
         evaluate(cfg(tmp_path, limit=2, batch_size=2), backend)
     assert not (tmp_path / "out").exists()
+
+
+class StoppingBackend(FakeBackend):
+    """A FakeBackend that is interrupted (Ctrl-C) at its generate call number `stop_at`."""
+
+    def __init__(self, answer: Callable, stop_at: int) -> None:
+        super().__init__(answer)
+        self.stop_at = stop_at
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        if len(self.calls) + 1 == self.stop_at:
+            raise KeyboardInterrupt
+        return super().generate(prompts, params)
+
+
+def samples_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+
+
+def test_an_interrupted_eval_resumes_where_it_stopped(tmp_path, caplog):
+    answers = humaneval_answers({0, 3, 5})
+    settings = dict(limit=6, batch_size=2, n_samples=2, temperature=0.5)
+    with pytest.raises(KeyboardInterrupt):  # the 3rd of 6 batches: 4 samples were generated
+        evaluate(cfg(tmp_path, **settings), StoppingBackend(answers, stop_at=3))
+    assert not (tmp_path / "out").exists() and "4 generated samples are kept" in caplog.text
+    backend = FakeBackend(answers)
+    summary = evaluate(cfg(tmp_path, resume=True, **settings), backend)
+    generated = [prompt for _, prompts, _ in backend.calls for prompt in prompts]
+    assert len(generated) == 8 and summary["samples_reused"] == 4
+    whole = evaluate(cfg(tmp_path / "whole", **settings), FakeBackend(answers))
+    assert summary["pass@k"] == whole["pass@k"] == {"pass@1": 0.5}
+    keys = ("task_id", "sample", "completion", "result")
+    resumed, uninterrupted = samples_of(tmp_path / "out"), samples_of(tmp_path / "whole" / "out")
+    assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in uninterrupted]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        p.name for p in (tmp_path / "whole" / "out").iterdir()
+    )  # no journal left behind
+
+
+def test_resume_refuses_other_settings_and_keeps_the_samples(tmp_path):
+    answers = humaneval_answers({0})
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cfg(tmp_path, limit=4, batch_size=2), StoppingBackend(answers, stop_at=2))
+    kept = (tmp_path / "out.tmp" / "generated.jsonl").read_text()
+    with pytest.raises(HonedError, match=r"ran with max_new_tokens 512, not 64: resume it with"):
+        evaluate(cfg(tmp_path, limit=4, resume=True, max_new_tokens=64), FakeBackend(answers))
+    with pytest.raises(HonedError, match="interrupted run is in .* pass --resume"):
+        evaluate(cfg(tmp_path, limit=4), FakeBackend(answers))
+    assert (tmp_path / "out.tmp" / "generated.jsonl").read_text() == kept
+    with pytest.raises(HonedError, match="--resume continues the generation of a code task"):
+        evaluate(cfg(tmp_path, samples=tmp_path / "x.jsonl", resume=True))
+    backend = FakeBackend(answers)  # --overwrite starts over: every prompt again
+    evaluate(cfg(tmp_path, limit=4, overwrite=True), backend)
+    assert sum(len(prompts) for _, prompts, _ in backend.calls) == 4
+
+
+def test_a_stop_before_any_sample_leaves_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cfg(tmp_path, limit=2), StoppingBackend(humaneval_answers(set()), stop_at=1))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
+    with pytest.raises(HonedError, match="nothing to resume"):
+        evaluate(cfg(tmp_path, limit=2, resume=True), FakeBackend(humaneval_answers(set())))
