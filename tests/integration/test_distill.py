@@ -265,6 +265,25 @@ def test_the_teachers_answers_continue_after_a_stop(tiny_causal, tmp_path, monke
     assert teacher.answered == 2 and made["candidates"] == 10 and made["kept"] == 3
 
 
+def test_the_teachers_answers_to_text_data_continue_after_a_stop(tmp_path):
+    """Text data: each answer goes to a journal as it comes; a stopped run's answers are
+    reused, only the rest is generated, and the rows are those of an uninterrupted run."""
+    from honed.distill.textdata import answers
+    from honed.evaluate import journal
+
+    cfg = DistillConfig(teacher="t", data="d", candidates=2, teacher_temperature=0.5)
+    prompts, wanted = [f"what is {i} + {i}?" for i in range(10)], {"teacher": "t"}
+    with pytest.raises(KeyboardInterrupt):  # 8 prompts per call: the 3rd call is sample 2
+        answers(cfg, StoppedTeacher(0, stop_at=3), prompts, journal.begin(tmp_path, wanted, False))
+    assert journal.matches(tmp_path, wanted) and not journal.matches(tmp_path, {"other": 1})
+    teacher = StoppedTeacher(0)
+    rows, counts = answers(cfg, teacher, prompts, journal.begin(tmp_path, wanted, True))
+    assert teacher.answered == 10 and counts["answers_reused"] == 10
+    assert rows == answers(cfg, StoppedTeacher(0), prompts, journal.Journal(None))[0]
+    journal.begin(tmp_path, wanted, False)  # a fresh start forgets the old answers
+    assert not journal.matches(tmp_path, wanted)
+
+
 def on_teacher_answers(tmp_path, model, monkeypatch, teacher, targets: str) -> dict:
     """Logits mode on the first 4 MBPP train problems with `teacher` answering them once;
     returns the student's manifest."""
