@@ -53,11 +53,11 @@ def _changed(model: str) -> int | None:
 
 @dataclass
 class Journal:
-    """The samples generated so far, keyed by (sample number, task id); `record` adds one
-    (nothing is written without a path)."""
+    """The samples generated so far, keyed by (sample number, task id or row number);
+    `record` adds one (nothing is written without a path)."""
 
     path: Path | None
-    done: dict[tuple[int, str], Row] = field(default_factory=dict)
+    done: dict[tuple[int, str | int], Row] = field(default_factory=dict)
 
     def record(self, row: Row) -> None:
         if self.path is None:
