@@ -138,7 +138,7 @@ def answers(
         )
         label = f"teacher: answer {sample + 1}/{cfg.candidates}"
         got = {i: row["completion"] for (s, i), row in kept.done.items() if s == sample}
-        todo = [i for i in range(len(prompts)) if i not in got]
+        todo = kept.missing(sample, list(range(len(prompts))))
         batches = generate_in_batches(backend, [rendered[i] for i in todo], params, 8, stats, label)
         for j, text, _ in batches:
             kept.record({"sample": sample, "task_id": todo[j], "completion": text})

@@ -65,6 +65,10 @@ class Journal:
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
+    def missing(self, sample: int, keys: list[Any]) -> list[int]:
+        """Indexes of the keys (task ids or row numbers) without this sample yet."""
+        return [i for i, key in enumerate(keys) if (sample, key) not in self.done]
+
     def kept(self) -> int:
         """How many samples a stopped eval leaves in the work directory."""
         return len(_read(self.path)) if self.path and self.path.is_file() else 0

@@ -246,10 +246,10 @@ def generate_code(cfg: EvalConfig, plan: CodePlan, backend: Backend, scorer: Sco
     for sample in range(cfg.n_samples):
         label = f"{task.name}: sample {sample + 1}/{cfg.n_samples}"
         params = params_for(cfg, sample, stops, finished)
-        todo = [i for i, p in enumerate(problems) if (sample, p.task_id) not in kept.done]
-        for i in sorted(set(range(len(problems))) - set(todo)):
-            row = kept.done[(sample, problems[i].task_id)]
-            scorer.add(row, tasks.program_for(task, problems[i], row["completion"], prompting))
+        todo = kept.missing(sample, [problem.task_id for problem in problems])
+        for problem in problems:  # a resumed eval's samples are scored again
+            if row := kept.done.get((sample, problem.task_id)):
+                scorer.add(row, tasks.program_for(task, problem, row["completion"], prompting))
         batches = generate_in_batches(
             backend, [prompts[i] for i in todo], params, cfg.batch_size, stats, label
         )
