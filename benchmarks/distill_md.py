@@ -12,6 +12,9 @@ TASK_NAMES = {"mbpp": "MBPP test", "humaneval": "HumanEval"}
 DEFAULT_METHOD = {"logits": "lora", "sequence": "full"}  # distill_runs.py's --method default
 TARGET_WORDS = {"teacher": "teacher answers", "both": "references and teacher answers"}
 KD_FLAGS = ("alpha", "temperature", "kd_loss", "on_policy")  # distill_runs.py passes them on
+# how the teacher answers the train problems, by default: once greedily in logits mode (every
+# logits run on teacher answers so far), twice at 0.8 in sequence mode (the stage's default)
+DEFAULT_ANSWERS = {"logits": (1, 0.0), "sequence": (2, 0.8)}
 
 
 def kd_given(settings: dict) -> list[tuple[str, object]]:
@@ -33,14 +36,30 @@ def targets_given(mode: str, settings: dict) -> str | None:
     return None if targets in default else targets
 
 
+def answers_given(mode: str, settings: dict) -> tuple[int, float] | None:
+    """(candidates, teacher temperature) when the student trains on teacher answers drawn
+    otherwise than the mode's default; records that predate the settings read as default."""
+    if mode == "logits" and (settings.get("targets") or "data") == "data":
+        return None
+    default = DEFAULT_ANSWERS[mode]
+    given = (
+        settings.get("candidates") or default[0],
+        settings.get("teacher_temperature", default[1]),
+    )
+    return None if given == default or given[1] is None else given
+
+
 def heading(record: dict) -> str:
     """One section per mode, and one per variant: a fine-tune method other than the mode's
-    default, training targets other than the mode's, loss settings other than the stage's."""
+    default, training targets other than the mode's, teacher answers drawn otherwise, loss
+    settings other than the stage's."""
     settings = record["settings"]
     targets = targets_given(record["mode"], settings)
     method = method_given(record["mode"], settings)
     extras = [f"{method} fine-tune"] if method else []
     extras += [TARGET_WORDS[targets]] if targets else []
+    answers = answers_given(record["mode"], settings)
+    extras += [f"{answers[0]} sampled at temperature {answers[1]}"] if answers else []
     extras += [f"{flag.replace('_', ' ')} {value}" for flag, value in kd_given(settings)]
     return f"## Distillation ({', '.join([record['mode'] + ' mode', *extras])})"
 

@@ -27,7 +27,8 @@ resumed; wall times of every step are recorded (in MODE/wall_s*.json, kept acros
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 64 \
-        --limit 150 --dtype bfloat16 [--targets teacher --candidates 1 --teacher-temperature 0] \
+        --limit 150 --dtype bfloat16 [--targets teacher|both] [--candidates 4 \
+        --teacher-temperature 0.8] \
         [--tasks mbpp,humaneval] [--alpha 0.9 --temperature 2 | --on-policy 0.5] [--method full]
 """
 
@@ -44,7 +45,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from distill_md import (  # noqa: E402
+    DEFAULT_ANSWERS,
     DEFAULT_METHOD,
+    answers_given,
     heading,
     kd_given,
     markdown,
@@ -178,12 +181,14 @@ def trained_as(args: argparse.Namespace) -> str:
 
 def variant_of(args: argparse.Namespace) -> str:
     """'' for the standard run of a mode; a suffix naming what differs from it (fine-tune
-    method, training targets, loss settings), so each variant keeps its own
-    distilled student."""
+    method, training targets, how the teacher answers, loss settings), so each variant keeps
+    its own distilled student."""
     method = method_given(args.mode, vars(args))
     parts = [method] if method else []
     targets = targets_given(args.mode, vars(args))
     parts += [f"{targets}-targets"] if targets else []
+    answers = answers_given(args.mode, vars(args))
+    parts += [f"candidates{answers[0]}-teacher-temperature{answers[1]}"] if answers else []
     parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
     return "".join(f"-{part}" for part in parts)
 
@@ -210,10 +215,15 @@ def main() -> None:
         "both (sequence mode: the teacher's passing ones, or with 'both' the references too)",
     )
     parser.add_argument(
-        "--candidates", type=int, default=2, help="teacher answers per prompt (teacher targets)"
+        "--candidates",
+        type=int,
+        help="teacher answers per prompt (teacher targets; default 1 in logits mode, 2 in "
+        "sequence mode)",
     )
     parser.add_argument(
-        "--teacher-temperature", type=float, default=0.8, help="of the teacher's answers"
+        "--teacher-temperature",
+        type=float,
+        help="of the teacher's answers (default 0: greedy in logits mode, 0.8 in sequence mode)",
     )
     parser.add_argument("--alpha", type=float, help="KD weight (default: the stage's)")
     parser.add_argument("--temperature", type=float, help="KD temperature (default: the stage's)")
@@ -239,6 +249,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.method = args.method or DEFAULT_METHOD[args.mode]
+    candidates, temperature = DEFAULT_ANSWERS[args.mode]
+    args.candidates = args.candidates or candidates
+    if args.teacher_temperature is None:
+        args.teacher_temperature = temperature
     teacher, student = PAIRS[args.mode]
     w = args.work / args.mode
     variant = variant_of(args)
