@@ -241,11 +241,11 @@ def show_quantize(path: Path, manifest: dict[str, Any]) -> None:
 def run_bench(cfg: BenchConfig) -> None:
     """Run the bench stage and print its table."""
     from honed.bench.run import bench
-    from honed.bench.table import steal_warnings
+    from honed.bench.table import contention_warnings
 
     record = bench(cfg)
     out.print(f"wrote {cfg.output / 'bench.json'} and {cfg.output / 'bench.md'}")
-    for warning in steal_warnings(record):
+    for warning in contention_warnings(record):
         err.print(f"[bold yellow]honed: warning:[/] {warning}", highlight=False)
     for r in record["results"]:
         if "error" in r:

@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from honed.bench.table import contention_notes
 from honed.cli import app
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,7 @@ def test_bench_two_models_and_a_broken_one(tiny_causal, tiny_seq2seq, tmp_path):
         assert row["batched"]["batch_size"] == 2 and row["batched"]["tok_s"] > 0
         assert row["roofline"]["bytes_per_token"] > 0 and row["roofline"]["share"] > 0
         assert 0 <= row["cpu_steal"] <= 1  # Linux has /proc/stat: the host's share is recorded
+        assert 0 <= row["cpu_others"] <= 1  # and other processes' share
     assert "error" in bad and "broken" in bad["model"]
     assert record["machine"]["bandwidth_gbs"] > 0 and record["machine"]["threads"] == 1
     readings = record["machine"]["bandwidth"]["readings"]  # before the first, after each model
@@ -38,7 +40,8 @@ def test_bench_two_models_and_a_broken_one(tiny_causal, tiny_seq2seq, tmp_path):
     assert t5["roofline"]["bandwidth_around"] == readings[1:3]
     table = (out / "bench.md").read_text()
     assert "failed" in table and str(tiny_causal) in table and "p99" in table
-    assert "CPU steal" in table
+    notes = contention_notes(record)  # warnings where a test beside this one took CPU time
+    assert notes and all(note in table for note in notes)
 
 
 def test_bench_refuses_bad_input(tiny_causal, tmp_path):

@@ -1,5 +1,6 @@
 """What a benchmark ran on: CPU, cores, threads, GPU, memory bandwidth, library versions, and
-how much CPU time the host took away while it ran (steal, on a shared VM)."""
+how much CPU time was taken away while it ran: by the host (steal, on a shared VM) and by
+other processes on the same cores."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def cpu_name() -> str:
@@ -92,26 +93,78 @@ def describe(threads: int) -> dict[str, Any]:
 
 
 STEAL_WARN = 0.05  # a share of CPU time stolen above this makes a row's timings unreliable
+OTHERS_WARN = 0.10  # so does a share of this machine's CPU time used by other processes
+CONTENTION = {"cpu_steal": STEAL_WARN, "cpu_others": OTHERS_WARN}  # key: warning threshold
 
 
-def cpu_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
-    """(steal, total) CPU ticks of the whole machine so far, or None where /proc/stat lacks them.
+class CpuTicks(NamedTuple):
+    """CPU ticks so far on the cores this process may use (the whole machine where /proc/stat
+    has no line per core): stolen, spent running anything, in all; and this process's own
+    (its threads and the children it has waited for)."""
+
+    steal: int
+    busy: int
+    total: int
+    own: float
+
+
+def own_ticks() -> float:
+    """CPU time of this process and its waited-for children, in /proc/stat ticks."""
+    t = os.times()
+    return (t.user + t.system + t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(
+    stat: Path = Path("/proc/stat"),
+    cores: set[int] | None = None,
+    own: Callable[[], float] = own_ticks,
+) -> CpuTicks | None:
+    """The CpuTicks now, or None where /proc/stat lacks them (not Linux).
 
     Steal is time a virtual CPU was ready to run but the hypervisor ran something else: on a
-    shared VM it slows every timed run without showing up as load inside the machine.
+    shared VM it slows every timed run without showing up as load inside the machine. Busy
+    time that is not this process's own is another process competing for the same cores.
     """
     try:
-        fields = stat.read_text().splitlines()[0].split()
-    except (OSError, IndexError):
+        lines = [line.split() for line in stat.read_text().splitlines()]
+    except OSError:
         return None
-    if fields[:1] != ["cpu"] or len(fields) < 9:
+    cores = _affinity() if cores is None else cores
+    per_core = [f for f in lines if f[0].removeprefix("cpu").isdigit()
+                and int(f[0].removeprefix("cpu")) in cores]  # fmt: skip
+    chosen = per_core or [f for f in lines if f[:1] == ["cpu"]]
+    if not chosen or any(len(f) < 9 for f in chosen):
         return None
-    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
-    return ticks[7], sum(ticks)
+    # user nice system idle iowait irq softirq steal
+    ticks = [sum(int(f[i]) for f in chosen) for i in range(1, 9)]
+    busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+    return CpuTicks(ticks[7], busy, sum(ticks), own())
 
 
-def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+def _affinity() -> set[int]:
+    try:
+        return os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return set()
+
+
+def steal_share(before: CpuTicks | None, after: CpuTicks | None) -> float | None:
     """The share of CPU time stolen between two cpu_ticks() readings."""
-    if before is None or after is None or after[1] <= before[1]:
+    if before is None or after is None or after.total <= before.total:
         return None
-    return (after[0] - before[0]) / (after[1] - before[1])
+    return (after.steal - before.steal) / (after.total - before.total)
+
+
+def others_share(before: CpuTicks | None, after: CpuTicks | None) -> float | None:
+    """The share of CPU time that other processes used between two cpu_ticks() readings:
+    a timing taken while another program runs on the same cores reads slow by it."""
+    if before is None or after is None or after.total <= before.total:
+        return None
+    others = (after.busy - before.busy) - (after.own - before.own)
+    return max(0.0, others) / (after.total - before.total)
+
+
+def contention(before: CpuTicks | None, after: CpuTicks | None) -> dict[str, float]:
+    """cpu_steal and cpu_others between two readings, rounded; empty where unknown."""
+    shares = {"cpu_steal": steal_share(before, after), "cpu_others": others_share(before, after)}
+    return {k: round(v, 4) for k, v in shares.items() if v is not None}

@@ -91,16 +91,15 @@ def measure_in_process(ref: str, cfg: BenchConfig, prompts: list[str], bandwidth
         return {"model": ref, "error": f"took longer than {cfg.timeout_s:.0f} s (--timeout-s)"}
     lines = done.stdout.strip().splitlines()
     if done.returncode == 0 and lines:
-        steal = machine.steal_share(before, machine.cpu_ticks())
-        return {**json.loads(lines[-1]), "cpu_steal": steal}
+        return {**json.loads(lines[-1]), **machine.contention(before, machine.cpu_ticks())}
     return {"model": ref, "error": _last_error(done.stderr)}
 
 
 def bandwidth_reading(threads: int) -> dict[str, Any]:
-    """One read-bandwidth measurement, with the CPU steal while it ran."""
+    """One read-bandwidth measurement, with the CPU time taken away while it ran."""
     before = machine.cpu_ticks()
     reading = machine.memory_bandwidth(threads)
-    return {**reading, "cpu_steal": machine.steal_share(before, machine.cpu_ticks())}
+    return {**reading, **machine.contention(before, machine.cpu_ticks())}
 
 
 def local_roofline(row: dict[str, Any], before_gbs: float, after_gbs: float) -> dict[str, Any]:
@@ -133,8 +132,9 @@ def bench(cfg: BenchConfig) -> dict[str, Any]:
         row = measure_in_process(ref, cfg, prompts, readings[-1]["gbs"])
         readings.append(bandwidth_reading(threads))
         rows.append(local_roofline(row, readings[-2]["gbs"], readings[-1]["gbs"]))
-    measured = {**readings[0], "readings": [r["gbs"] for r in readings],
-                "cpu_steal": max((r["cpu_steal"] or 0) for r in readings)}  # fmt: skip
+    taken = {key: max(r.get(key, 0) for r in readings)
+             for key in machine.CONTENTION if any(key in r for r in readings)}  # fmt: skip
+    measured = {**readings[0], "readings": [r["gbs"] for r in readings], **taken}
     bandwidth = statistics.median(measured["readings"])
     record = {
         "bench": 1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from honed.bench.machine import STEAL_WARN
+from honed.bench.machine import CONTENTION
 
 HEADER = (
     "| model | backend | size (MB) | load (s) | latency median (s) | p90 | p95 | p99 | std "
@@ -74,30 +74,40 @@ def markdown(record: dict[str, Any]) -> str:
         "token bounds decode tokens/s; share is the median decode speed over that bound, with "
         "the bandwidth read just before and after the model ran (the bandwidth column).",
         "",
-        *[f"{line}\n" for line in steal_notes(record)],
+        *[f"{line}\n" for line in contention_notes(record)],
     ]
     return "\n".join(lines)
 
 
-def steal_warnings(record: dict[str, Any]) -> list[str]:
-    """One line per measurement the host slowed down by taking CPU time away (steal)."""
+TAKEN = {  # what took CPU time away from a measurement, in a warning and in a note
+    "cpu_steal": ("the host took {:.0%} of the CPU time while {} ran (CPU steal)",
+                  "CPU steal (time the host took away) during the runs: at most {:.1%}."),
+    "cpu_others": ("other processes used {:.0%} of the CPU time while {} ran",
+                   "CPU time other processes used during the runs: at most {:.1%}."),
+}  # fmt: skip
+
+
+def contention_warnings(record: dict[str, Any]) -> list[str]:
+    """One line per measurement slowed down by CPU time taken away from it: by the host
+    (steal) or by other processes on the same cores."""
     named = [("the bandwidth measurement", record["machine"].get("bandwidth") or {})]
     named += [(r["model"], r) for r in record["results"]]
     return [
-        f"the host took {r['cpu_steal']:.0%} of the CPU time while {name} ran (CPU steal), "
-        "so its speeds read low: re-run on a quiet machine"
+        TAKEN[key][0].format(r[key], name) + ", so its speeds read low: re-run on a quiet machine"
         for name, r in named
-        if (r.get("cpu_steal") or 0) > STEAL_WARN
+        for key, limit in CONTENTION.items()
+        if (r.get(key) or 0) > limit
     ]
 
 
-def steal_notes(record: dict[str, Any]) -> list[str]:
-    """The steal warnings, or the largest steal seen when none passed the threshold."""
-    warnings = steal_warnings(record)
+def contention_notes(record: dict[str, Any]) -> list[str]:
+    """The warnings, or else the most CPU time taken away seen, of each kind recorded."""
+    warnings = contention_warnings(record)
     if warnings:
         return [f"**Warning:** {w}." for w in warnings]
     runs = [record["machine"].get("bandwidth") or {}, *record["results"]]
-    seen = [r["cpu_steal"] for r in runs if r.get("cpu_steal") is not None]
-    if not seen:
-        return []
-    return [f"CPU steal (time the host took away) during the runs: at most {max(seen):.1%}."]
+    notes = []
+    for key, (_, note) in TAKEN.items():
+        seen = [r[key] for r in runs if r.get(key) is not None]
+        notes += [note.format(max(seen))] if seen else []
+    return notes

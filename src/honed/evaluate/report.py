@@ -143,8 +143,10 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     for key in ("generation_s", "execution_s", "wall_s"):
         if summary.get(key) is not None:
             rows.append((key.replace("_s", " time (s)"), f"{summary[key]:.1f}"))
-    if summary.get("cpu_steal") is not None:
-        rows.append(("CPU steal (host took, during the eval)", f"{summary['cpu_steal']:.1%}"))
+    taken = {"cpu_steal": "CPU steal (host took, during the eval)",
+             "cpu_others": "CPU time other processes used (during the eval)"}  # fmt: skip
+    rows += [(label, f"{summary[key]:.1%}") for key, label in taken.items()
+             if summary.get(key) is not None]  # fmt: skip
     return rows
 
 

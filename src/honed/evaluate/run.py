@@ -322,16 +322,17 @@ def run_code(cfg: EvalConfig, plan: CodePlan, backend: Backend | None) -> tuple[
     return summary, scorer.rows
 
 
-def timing_steal(before: tuple[int, int] | None) -> dict[str, float]:
-    """The share of CPU time the host took while the eval ran (its timings read low by it),
-    with a warning when it passes the bench stage's threshold."""
-    share = machine.steal_share(before, machine.cpu_ticks())
-    if share is None:
-        return {}
-    if share > machine.STEAL_WARN:
-        log.warning("the host took %.0f%% of the CPU time during this eval (CPU steal): its "
-                    "timings read low; pass@k is unaffected", 100 * share)  # fmt: skip
-    return {"cpu_steal": round(share, 4)}
+def timing_contention(before: machine.CpuTicks | None) -> dict[str, float]:
+    """The share of CPU time the host (steal) and other processes took while the eval ran
+    (its timings read slow by it), with a warning when one passes the bench stage's
+    threshold."""
+    taken = machine.contention(before, machine.cpu_ticks())
+    words = {"cpu_steal": "the host took", "cpu_others": "other processes used"}
+    for key, limit in machine.CONTENTION.items():
+        if taken.get(key, 0) > limit:
+            log.warning("%s %.0f%% of the CPU time during this eval: its timings read slow; "
+                        "pass@k is unaffected", words[key], 100 * taken[key])  # fmt: skip
+    return taken
 
 
 def keep_or_remove(work: Path, kept: journal.Journal | None) -> None:
@@ -372,7 +373,7 @@ def evaluate(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
         summary, rows = runner(cfg, plan, backend)  # type: ignore[arg-type]
         summary = {**base_summary(cfg, model, getattr(backend, "name", None)), **summary}
         summary |= {"wall_s": round(time.monotonic() - began, 3), "output": str(final)}
-        summary |= timing_steal(ticks)
+        summary |= timing_contention(ticks)
         write_outputs(work, summary, rows)
         journal.close(work)
     except BaseException:

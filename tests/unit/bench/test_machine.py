@@ -35,31 +35,60 @@ def test_a_child_reports_its_own_peak_memory_not_its_parents():
 
 def test_steal_is_read_from_proc_stat_and_shared_over_the_interval(tmp_path):
     stat = tmp_path / "stat"
-    stat.write_text("cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 50 0 25 400 5 0 0 20 0 0\n")
-    before = machine.cpu_ticks(stat)
-    assert before == (40, 1000)
+    stat.write_text("cpu  100 0 50 800 10 0 0 40 0 0\n")
+    before = machine.cpu_ticks(stat, own=lambda: 0)
+    assert before == (40, 150, 1000, 0)
     stat.write_text("cpu  200 0 60 820 10 0 0 110 0 0\n")
-    assert machine.steal_share(before, machine.cpu_ticks(stat)) == 70 / 200
+    assert machine.steal_share(before, machine.cpu_ticks(stat, own=lambda: 0)) == 70 / 200
     assert machine.cpu_ticks(tmp_path / "missing") is None
     assert machine.steal_share(None, before) is None and machine.steal_share(before, before) is None
 
 
-def test_the_table_warns_of_steal_above_the_threshold_only():
-    from honed.bench.table import steal_notes, steal_warnings
+def test_other_processes_share_is_the_busy_time_not_this_processs_own(tmp_path):
+    """Only the cores this process may run on count (a container sees the whole host's)."""
+    stat = tmp_path / "stat"
+    line = "cpu{} {} 0 {} {} 0 0 0 0 0 0\n"
+    stat.write_text(line.format("", 999, 999, 999) + line.format(0, 100, 0, 100)
+                    + line.format(1, 50, 50, 100) + line.format(2, 999, 0, 0))  # fmt: skip
+    before = machine.cpu_ticks(stat, cores={0, 1}, own=lambda: 40)
+    assert before == (0, 200, 400, 40)
+    stat.write_text(line.format("", 0, 0, 0) + line.format(0, 200, 0, 100)
+                    + line.format(1, 100, 50, 150) + line.format(2, 999, 0, 0))  # fmt: skip
+    after = machine.cpu_ticks(stat, cores={0, 1}, own=lambda: 100)
+    assert machine.others_share(before, after) == (150 - 60) / 200  # busy 150, 60 of it ours
+    assert machine.contention(before, after) == {"cpu_steal": 0.0, "cpu_others": 0.45}
+    mostly_ours = machine.cpu_ticks(stat, cores={0, 1}, own=lambda: 400)
+    assert machine.others_share(before, mostly_ours) == 0.0  # never below nothing
+    assert machine.contention(None, after) == {}
+
+
+def test_a_real_reading_sees_a_busy_child_as_this_processs_own():
+    before = machine.cpu_ticks()
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    after = machine.cpu_ticks()
+    assert after.own - before.own > 0  # the waited-for child's CPU time is counted as ours
+    assert 0 <= machine.others_share(before, after) <= 1
+
+
+def test_the_table_warns_of_cpu_time_taken_above_the_thresholds_only():
+    from honed.bench.table import contention_notes, contention_warnings
 
     record = {
-        "machine": {"bandwidth": {"cpu_steal": 0.01}},
+        "machine": {"bandwidth": {"cpu_steal": 0.01, "cpu_others": 0.02}},
         "results": [{"model": "a", "cpu_steal": 0.30}, {"model": "b", "cpu_steal": 0.02},
-                    {"model": "c", "error": "failed"}],
+                    {"model": "c", "error": "failed"}, {"model": "d", "cpu_others": 0.4}],
     }  # fmt: skip
-    (warning,) = steal_warnings(record)
-    assert warning.startswith("the host took 30% of the CPU time while a ran")
-    assert steal_notes(record) == [f"**Warning:** {warning}."]
+    steal, others = contention_warnings(record)
+    assert steal.startswith("the host took 30% of the CPU time while a ran")
+    assert others.startswith("other processes used 40% of the CPU time while d ran")
+    assert contention_notes(record) == [f"**Warning:** {w}." for w in (steal, others)]
     record["results"][0]["cpu_steal"] = 0.0
-    assert steal_notes(record) == [
-        "CPU steal (time the host took away) during the runs: at most 2.0%."
+    record["results"][3]["cpu_others"] = 0.05  # below the 10% that warns
+    assert contention_notes(record) == [
+        "CPU steal (time the host took away) during the runs: at most 2.0%.",
+        "CPU time other processes used during the runs: at most 5.0%.",
     ]
-    assert steal_notes({"machine": {}, "results": [{"model": "x"}]}) == []
+    assert contention_notes({"machine": {}, "results": [{"model": "x"}]}) == []
 
 
 def test_a_rows_share_uses_the_bandwidth_read_around_it():

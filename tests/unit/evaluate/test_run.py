@@ -91,17 +91,17 @@ def test_pass_at_1_and_outputs(tmp_path):
     assert backend.calls[0][2].stop == HUMANEVAL.stops
 
 
-def test_cpu_steal_is_recorded_and_warned_about(tmp_path, monkeypatch, caplog):
-    """The host's share of CPU time during the eval goes in the summary; above 5%, a warning."""
-    readings = iter([(100, 1000), (400, 2000)])  # 300 of 1000 ticks stolen
-    monkeypatch.setattr(run.machine, "cpu_ticks", lambda: next(readings))
+def test_cpu_time_taken_is_recorded_and_warned_about(tmp_path, monkeypatch, caplog):
+    """The host's and other processes' shares of CPU time during the eval go in the summary;
+    above their thresholds (5%, 10%), a warning."""
+    readings = iter([(100, 0, 1000, 0), (400, 600, 2000, 100)])  # 300 stolen, 500 others'
+    monkeypatch.setattr(run.machine, "cpu_ticks", lambda: run.machine.CpuTicks(*next(readings)))
     summary = evaluate(cfg(tmp_path, limit=2), FakeBackend(humaneval_answers({0})))
-    assert summary["cpu_steal"] == 0.3
-    assert "CPU steal" in caplog.text and "30%" in caplog.text
-    assert (
-        "| CPU steal (host took, during the eval) | 30.0% |"
-        in (tmp_path / "out" / "summary.md").read_text()
-    )
+    assert summary["cpu_steal"] == 0.3 and summary["cpu_others"] == 0.5
+    assert "the host took 30%" in caplog.text and "other processes used 50%" in caplog.text
+    table = (tmp_path / "out" / "summary.md").read_text()
+    assert "| CPU steal (host took, during the eval) | 30.0% |" in table
+    assert "| CPU time other processes used (during the eval) | 50.0% |" in table
 
 
 def test_programs_run_while_generation_goes_on(tmp_path, monkeypatch):
