@@ -146,6 +146,13 @@ def _eval_span(metrics: dict[str, Any]) -> str:
     )
 
 
+def _taken(metrics: dict[str, Any]) -> str:
+    """' (CPU time taken: ...)' where training recorded it (Linux)."""
+    words = {"cpu_steal": "by the host", "cpu_others": "by other processes"}
+    taken = [f"{metrics[key]:.0%} {who}" for key, who in words.items() if key in metrics]
+    return f" (CPU time taken: {', '.join(taken)})" if taken else ""
+
+
 def show_finetune(path: Path, manifest: dict[str, Any]) -> None:
     """A short table of what the run made."""
     metrics = manifest.get("metrics", {})
@@ -154,7 +161,7 @@ def show_finetune(path: Path, manifest: dict[str, Any]) -> None:
         ("artifact", f"{manifest['kind']} ({manifest['format']})"),
         ("steps", str(metrics.get("steps"))),
         ("eval loss", _eval_span(metrics)),
-        ("train time", f"{metrics.get('train_runtime_s')} s"),
+        ("train time", f"{metrics.get('train_runtime_s')} s{_taken(metrics)}"),
         ("files", ", ".join(sorted(p.name for p in path.iterdir()))),
     ]
     for key, value in rows:

@@ -60,6 +60,7 @@ def test_causal_methods_train_and_write_artifact(tiny_causal, arith_data, tmp_pa
     )
     assert_falls(out)
     assert manifest["metrics"]["eval_loss_after"] < manifest["metrics"]["eval_loss_before"]
+    assert 0 <= manifest["metrics"]["cpu_others"] <= 1  # CPU time taken while it trained
     weights = "model.safetensors" if method == "full" else "adapter_model.safetensors"
     for name in (
         weights,

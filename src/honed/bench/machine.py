@@ -4,6 +4,7 @@ other processes on the same cores."""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import statistics
@@ -92,6 +93,8 @@ def describe(threads: int) -> dict[str, Any]:
     }
 
 
+log = logging.getLogger(__name__)
+
 STEAL_WARN = 0.05  # a share of CPU time stolen above this makes a row's timings unreliable
 OTHERS_WARN = 0.10  # so does a share of this machine's CPU time used by other processes
 CONTENTION = {"cpu_steal": STEAL_WARN, "cpu_others": OTHERS_WARN}  # key: warning threshold
@@ -168,3 +171,17 @@ def contention(before: CpuTicks | None, after: CpuTicks | None) -> dict[str, flo
     """cpu_steal and cpu_others between two readings, rounded; empty where unknown."""
     shares = {"cpu_steal": steal_share(before, after), "cpu_others": others_share(before, after)}
     return {k: round(v, 4) for k, v in shares.items() if v is not None}
+
+
+WHO_TOOK = {"cpu_steal": "the host took", "cpu_others": "other processes used"}
+
+
+def taken_since(before: CpuTicks | None, during: str, so: str) -> dict[str, float]:
+    """contention() from `before` to now, with a warning for each share past its threshold:
+    '<who> N% of the CPU time during <during>: <so>'."""
+    taken = contention(before, cpu_ticks())
+    for key, limit in CONTENTION.items():
+        if taken.get(key, 0) > limit:
+            log.warning("%s %.0f%% of the CPU time during %s: %s",
+                        WHO_TOOK[key], 100 * taken[key], during, so)  # fmt: skip
+    return taken

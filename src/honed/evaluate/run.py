@@ -322,19 +322,6 @@ def run_code(cfg: EvalConfig, plan: CodePlan, backend: Backend | None) -> tuple[
     return summary, scorer.rows
 
 
-def timing_contention(before: machine.CpuTicks | None) -> dict[str, float]:
-    """The share of CPU time the host (steal) and other processes took while the eval ran
-    (its timings read slow by it), with a warning when one passes the bench stage's
-    threshold."""
-    taken = machine.contention(before, machine.cpu_ticks())
-    words = {"cpu_steal": "the host took", "cpu_others": "other processes used"}
-    for key, limit in machine.CONTENTION.items():
-        if taken.get(key, 0) > limit:
-            log.warning("%s %.0f%% of the CPU time during this eval: its timings read slow; "
-                        "pass@k is unaffected", words[key], 100 * taken[key])  # fmt: skip
-    return taken
-
-
 def keep_or_remove(work: Path, kept: journal.Journal | None) -> None:
     """After a failed eval: keep the work dir when it holds generated samples (for
     --resume), else remove it so that nothing half-written is left."""
@@ -373,7 +360,9 @@ def evaluate(cfg: EvalConfig, backend: Backend | None = None) -> dict[str, Any]:
         summary, rows = runner(cfg, plan, backend)  # type: ignore[arg-type]
         summary = {**base_summary(cfg, model, getattr(backend, "name", None)), **summary}
         summary |= {"wall_s": round(time.monotonic() - began, 3), "output": str(final)}
-        summary |= timing_contention(ticks)
+        summary |= machine.taken_since(
+            ticks, "this eval", "its timings read slow; pass@k is unaffected"
+        )
         write_outputs(work, summary, rows)
         journal.close(work)
     except BaseException:

@@ -25,6 +25,7 @@ from transformers import Trainer, set_seed
 from transformers.trainer_callback import ProgressCallback
 
 from honed import artifacts
+from honed.bench import machine
 from honed.config import FinetuneConfig
 from honed.data import PreparedData, prepare_data
 from honed.errors import HonedError, NonFiniteLossError
@@ -204,12 +205,14 @@ def _train(cfg: FinetuneConfig, trainer: Trainer, work: Path, flags: RunFlags) -
     metrics: dict[str, Any] = {}
     if trainer.eval_dataset is not None and resume_from is None:
         metrics["eval_loss_before"] = trainer.evaluate()["eval_loss"]
+    ticks = machine.cpu_ticks()
     with InterruptHandler(flags):
         result = trainer.train(resume_from_checkpoint=resume_from)
     metrics.update(
         steps=trainer.state.global_step,
         train_loss=result.training_loss,
         train_runtime_s=round(result.metrics.get("train_runtime", 0.0), 2),
+        **machine.taken_since(ticks, "training", "its runtime and tokens/s read slow"),
     )
     return metrics
 
