@@ -4,6 +4,8 @@ and on each task how much of the teacher's lead over plain fine-tuning distillat
 
 from __future__ import annotations
 
+import re
+
 from paired import paired
 
 TASK_NAMES = {"mbpp": "MBPP test", "humaneval": "HumanEval"}
@@ -20,6 +22,31 @@ DEFAULT_ANSWERS = {"logits": (1, 0.0), "sequence": (2, 0.8)}
 def kd_given(settings: dict) -> list[tuple[str, object]]:
     """(flag, value) of each loss setting given, in KD_FLAGS order; unset ones are left out."""
     return [(flag, settings[flag]) for flag in KD_FLAGS if settings.get(flag) is not None]
+
+
+STANDARD_STEPS = 64  # the training steps of every run recorded so far; other counts are named
+TRAINED_PART = re.compile(r"(lora|qlora|full|steps\d+|lr[\d.]+)$")  # see trained_parts()
+
+
+def trained_parts(mode: str, settings: dict) -> list[str]:
+    """How both students were trained, where not as the standard run: fine-tune method,
+    steps, learning rate (written without a '-', so that a folder suffix splits on it)."""
+    method = method_given(mode, settings)
+    steps, rate = settings.get("max_steps"), settings.get("learning_rate")
+    parts = [method] if method else []
+    parts += [f"steps{steps}"] if steps not in (None, STANDARD_STEPS) else []
+    parts += [f"lr{rate:.10f}".rstrip("0")] if rate else []
+    return parts
+
+
+def trained_words(mode: str, settings: dict) -> list[str]:
+    """trained_parts() as a heading says them."""
+    words = {"steps": lambda v: f"{v} steps", "lr": lambda v: f"learning rate {float(v):g}"}
+    out = []
+    for part in trained_parts(mode, settings):
+        key = next((k for k in words if part.startswith(k)), None)
+        out.append(words[key](part.removeprefix(key)) if key else f"{part} fine-tune")
+    return out
 
 
 def method_given(mode: str, settings: dict) -> str | None:
@@ -51,12 +78,11 @@ def answers_given(mode: str, settings: dict) -> tuple[int, float] | None:
 
 def heading(record: dict) -> str:
     """One section per mode, and one per variant: a fine-tune method other than the mode's
-    default, training targets other than the mode's, teacher answers drawn otherwise, loss
-    settings other than the stage's."""
+    default, other steps or learning rate, training targets other than the mode's, teacher
+    answers drawn otherwise, loss settings other than the stage's."""
     settings = record["settings"]
     targets = targets_given(record["mode"], settings)
-    method = method_given(record["mode"], settings)
-    extras = [f"{method} fine-tune"] if method else []
+    extras = trained_words(record["mode"], settings)
     extras += [TARGET_WORDS[targets]] if targets else []
     answers = answers_given(record["mode"], settings)
     extras += [f"{answers[0]} sampled at temperature {answers[1]}"] if answers else []

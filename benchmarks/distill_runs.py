@@ -17,8 +17,10 @@ teacher's own passing answers to the same train problems (`--targets teacher`: s
 plus logit KD; `--targets both`: on the references and those answers), against the same
 plain fine-tune on MBPP's references; `--alpha`, `--temperature`, `--kd-loss` and
 `--on-policy` make other variants of the loss, and a
-`--method` other than the mode's default trains both students that way (the plain fine-tune
-gets its own folder, `plain-full`). Each step's output is kept under runs/distill-bench/ and
+`--method` other than the mode's default, `--max-steps` other than the 64 of every recorded run
+or a `--learning-rate` trains both students that way (the plain fine-tune gets its own folder:
+`plain-full`, `plain-steps192`; teacher answers drawn the same way are copied from another
+variant rather than generated again). Each step's output is kept under runs/distill-bench/ and
 reused when run again (teacher, student before and the plain fine-tune are shared by every
 logits run trained the same way; a folder trained with other rows, steps, batch, dtype or
 learning rate stops the run rather than being reused), so the script can be stopped and
@@ -35,7 +37,9 @@ resumed; wall times of every step are recorded (in MODE/wall_s*.json, kept acros
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -47,12 +51,13 @@ sys.path.insert(0, str(HERE))
 from distill_md import (  # noqa: E402
     DEFAULT_ANSWERS,
     DEFAULT_METHOD,
+    TRAINED_PART,
     answers_given,
     heading,
     kd_given,
     markdown,
-    method_given,
     targets_given,
+    trained_parts,
 )
 from paired import solved_problems  # noqa: E402
 from results_md import command_line, replace_section  # noqa: E402
@@ -85,7 +90,7 @@ class WallTimes(dict):
         self.path = path
         self.elsewhere: dict[str, float] = {}
         for other in sorted(path.parent.glob("wall_s*.json")):
-            if other != path and method_of(other.stem.removeprefix("wall_s")) == trained:
+            if other != path and trained_of(other.stem.removeprefix("wall_s")) == trained:
                 self.elsewhere.update(_load(other))
 
     def __setitem__(self, key: str, value: float) -> None:
@@ -94,10 +99,11 @@ class WallTimes(dict):
         self.path.write_text(json.dumps(self, indent=2))
 
 
-def method_of(variant: str) -> str:
-    """The '-METHOD' a variant suffix starts with ('' for the mode's default method)."""
-    first = variant.split("-")[1] if variant else ""
-    return f"-{first}" if first in ("lora", "qlora", "full") else ""
+def trained_of(variant: str) -> str:
+    """The leading parts of a variant suffix that say how both students were trained
+    ('' for the standard run; '-full', '-steps192', ...)."""
+    parts = itertools.takewhile(TRAINED_PART.match, variant.split("-")[1:])
+    return "".join(f"-{part}" for part in parts)
 
 
 def _load(path: Path) -> dict[str, float]:
@@ -173,24 +179,22 @@ def kd_args(args: argparse.Namespace) -> list[str]:
 
 
 def trained_as(args: argparse.Namespace) -> str:
-    """'' for the mode's default fine-tune method, else '-METHOD': both students trained
-    another way, so the plain fine-tune gets its own folder too."""
-    method = method_given(args.mode, vars(args))
-    return f"-{method}" if method else ""
+    """'' for the standard run's training (the mode's method, 64 steps, the stage's learning
+    rate), else what differs: both students trained that way, so the plain fine-tune gets its
+    own folder too ('plain-full', 'plain-steps192')."""
+    return "".join(f"-{part}" for part in trained_parts(args.mode, vars(args)))
 
 
 def variant_of(args: argparse.Namespace) -> str:
-    """'' for the standard run of a mode; a suffix naming what differs from it (fine-tune
-    method, training targets, how the teacher answers, loss settings), so each variant keeps
-    its own distilled student."""
-    method = method_given(args.mode, vars(args))
-    parts = [method] if method else []
+    """'' for the standard run of a mode; a suffix naming what differs from it (how both
+    students were trained, training targets, how the teacher answers, loss settings), so each
+    variant keeps its own distilled student."""
     targets = targets_given(args.mode, vars(args))
-    parts += [f"{targets}-targets"] if targets else []
+    parts = [f"{targets}-targets"] if targets else []
     answers = answers_given(args.mode, vars(args))
     parts += [f"candidates{answers[0]}-teacher-temperature{answers[1]}"] if answers else []
     parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
-    return "".join(f"-{part}" for part in parts)
+    return trained_as(args) + "".join(f"-{part}" for part in parts)
 
 
 def main() -> None:
@@ -272,6 +276,8 @@ def main() -> None:
         times=times,
     )
     teacher_targets = args.mode == "sequence" or args.targets != "data"
+    if teacher_targets:
+        seed_teacher_data(w, w / f"distilled{variant}-teacher-data", teacher, args)
     distilled = step(
         "distill",
         w / f"distilled{variant}",
@@ -398,6 +404,21 @@ def evaluate(
         *extra,
         times=times,
     )
+
+
+def seed_teacher_data(w: Path, target: Path, teacher: str, args: argparse.Namespace) -> None:
+    """Copy another variant's teacher answers to `target` when drawn the same way: they do
+    not depend on how the student trains, so only the training runs again. (The distill
+    stage checks every setting again and answers anew where one differs.)"""
+    wanted = {"n_samples": args.candidates, "temperature": args.teacher_temperature,
+              "limit": args.max_samples}  # fmt: skip
+    for other in [] if target.exists() else sorted(w.glob("distilled*-teacher-data")):
+        summary = json.loads((other / "summary.json").read_text())
+        params = summary.get("params", {})
+        if summary.get("model") == teacher and all(params.get(k) == v for k, v in wanted.items()):
+            print(f"teacher answers: copied from {other}", flush=True)
+            shutil.copytree(other, target)
+            return
 
 
 def forget_stale_bench(bench: Path, refs: list[str]) -> None:
