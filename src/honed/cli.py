@@ -9,10 +9,12 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any, Optional
 
 import typer
@@ -169,8 +171,21 @@ def show_finetune(path: Path, manifest: dict[str, Any]) -> None:
     out.print(table)
 
 
+def stop_as_on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (kill, `timeout`, a job scheduler, `docker stop`) does what Ctrl-C does now:
+    a training run checkpoints and stops, an eval keeps its samples for --resume. Where
+    Ctrl-C is ignored (a background job of a script), it stops the same way as a first
+    Ctrl-C outside training: KeyboardInterrupt."""
+    on_ctrl_c = signal.getsignal(signal.SIGINT)
+    if callable(on_ctrl_c):
+        on_ctrl_c(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console entry point."""
+    signal.signal(signal.SIGTERM, stop_as_on_ctrl_c)
     try:
         app()
     except KeyboardInterrupt:
