@@ -129,7 +129,7 @@ def cpu_ticks(
     time that is not this process's own is another process competing for the same cores.
     """
     try:
-        lines = [line.split() for line in stat.read_text().splitlines()]
+        lines = [line.split() for line in stat.read_text().splitlines() if line.strip()]
     except OSError:
         return None
     cores = _affinity() if cores is None else cores
