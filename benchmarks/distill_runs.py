@@ -90,8 +90,11 @@ class WallTimes(dict):
         self.path = path
         self.elsewhere: dict[str, float] = {}
         for other in sorted(path.parent.glob("wall_s*.json")):
-            if other != path and trained_of(other.stem.removeprefix("wall_s")) == trained:
-                self.elsewhere.update(_load(other))
+            same = trained_of(other.stem.removeprefix("wall_s")) == trained
+            if other != path:
+                self.elsewhere.update(
+                    {k: v for k, v in _load(other).items() if same or "plain" not in k}
+                )
 
     def __setitem__(self, key: str, value: float) -> None:
         super().__setitem__(key, value)
@@ -124,9 +127,13 @@ TRAINED_WITH = ("method", "max_samples", "max_steps", "batch_size", "dtype", "le
 
 
 def check_trained(out: Path, args: argparse.Namespace) -> None:
-    """Stop before reusing a student trained with other settings than these."""
+    """Stop before reusing a student trained with other settings than these. (A student
+    trained on teacher answers records their file as its data and no max_samples: the
+    teacher answered max_samples problems, which its summary holds.)"""
     manifest = out / "manifest.json"
     config = json.loads(manifest.read_text()).get("config", {}) if manifest.is_file() else {}
+    if config.get("data") != "mbpp":
+        config.pop("max_samples", None)
     for key in TRAINED_WITH:
         if key in config and config[key] != getattr(args, key):
             raise SystemExit(
