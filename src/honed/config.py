@@ -123,6 +123,10 @@ class FinetuneConfig(StageConfig):
     keep_checkpoints: bool = Field(
         False, description="Keep checkpoints in the artifact after a successful run."
     )
+    keep_best: bool = Field(
+        False,
+        description="Keep the weights of the step with the lowest validation loss (checked every --eval-steps), not the last step's; needs validation rows and --save-steps a multiple of --eval-steps.",
+    )
     nan_patience: int = Field(
         3, gt=0, description="Stop after this many consecutive steps with a non-finite loss."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from transformers import TrainerCallback
 
 from honed.artifacts import read_manifest, tmp_dir_for
 from honed.config import FinetuneConfig
-from honed.errors import NonFiniteLossError
+from honed.errors import HonedError, NonFiniteLossError
 from honed.train.finetune import Interrupted, finetune
 from honed.train.plots import read_metrics
 
@@ -218,3 +219,52 @@ def test_full_bf16_keeps_float32_master_weights(tiny_causal, arith_data, tmp_pat
     large = start.abs() > 0.016  # half a bf16 step there is at least 2 ** -14 > 5e-5
     moved = (after[name] != start)[large].float().mean()
     assert moved > 0.5, float(moved)
+
+
+class Scramble(TrainerCallback):
+    """Ruins the weights at the end of one step: every validation loss after it is worse."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                for param in model.parameters():
+                    param.add_(torch.randn_like(param) * 3)
+
+
+def test_keep_best_keeps_the_step_with_the_lowest_validation_loss(
+    tiny_causal, arith_data, tmp_path
+):
+    out = tmp_path / "best"
+    cfg = FinetuneConfig(model=str(tiny_causal), data=str(arith_data), output=out, method="full",
+                         max_steps=30, keep_best=True, save_total_limit=1, keep_checkpoints=True,
+                         learning_rate=1e-3, **FAST)  # fmt: skip
+    manifest = finetune(cfg, extra_callbacks=[Scramble(step=15)]).manifest
+    evals = {r["step"]: r["eval_loss"] for r in read_metrics(out / "metrics.jsonl")
+             if "eval_loss" in r}  # fmt: skip
+    assert sorted(evals) == [0, 10, 20, 30] and evals[10] < min(evals[20], evals[30])
+    assert manifest["metrics"]["best_step"] == 10
+    assert manifest["metrics"]["eval_loss_after"] == pytest.approx(evals[10])
+    kept = load_file(out / "model.safetensors")  # the best step's weights, not the last's
+    best = load_file(out / "checkpoints" / "checkpoint-10" / "model.safetensors")
+    assert kept.keys() == best.keys() and all(torch.equal(kept[k], best[k]) for k in kept)
+    assert (out / "checkpoints" / "checkpoint-30").is_dir()  # the limit of 1, and the best
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"save_steps": 15}, "--save-steps (15) must be a multiple of --eval-steps (10)"),
+        ({"val_fraction": 0.0}, "--keep-best needs validation rows"),
+    ],
+)
+def test_keep_best_refuses_what_it_cannot_compare(tiny_causal, arith_data, tmp_path, settings,
+                                                  message):  # fmt: skip
+    out = tmp_path / "refused"
+    cfg = FinetuneConfig(model=str(tiny_causal), data=str(arith_data), output=out,
+                         max_steps=10, keep_best=True, **{**FAST, **settings})  # fmt: skip
+    with pytest.raises(HonedError, match=re.escape(message)):
+        finetune(cfg)
+    assert not out.exists() and not tmp_dir_for(out).exists()

@@ -59,7 +59,8 @@ class _FakeTrainer:
     def __init__(self, step: int, history: list[dict]) -> None:
         from types import SimpleNamespace
 
-        self.state = SimpleNamespace(global_step=step, log_history=history)
+        self.state = SimpleNamespace(global_step=step, log_history=history, best_metric=None)
+        self.args = SimpleNamespace(load_best_model_at_end=False)
         self.evaluations = 0
 
     def evaluate(self) -> dict:

@@ -47,6 +47,7 @@ from honed.train.trainer import (
     TrainSetup,
     build_seq2seq_trainer,
     build_sft_trainer,
+    check_keep_best,
     latest_checkpoint,
 )
 
@@ -208,6 +209,8 @@ def _train(cfg: FinetuneConfig, trainer: Trainer, work: Path, flags: RunFlags) -
     ticks = machine.cpu_ticks()
     with InterruptHandler(flags):
         result = trainer.train(resume_from_checkpoint=resume_from)
+    if trainer.args.load_best_model_at_end:
+        metrics["best_step"] = trainer.state.best_global_step
     metrics.update(
         steps=trainer.state.global_step,
         train_loss=result.training_loss,
@@ -388,6 +391,7 @@ def finetune(
     A fresh run that fails before its first checkpoint removes its work dir, so fixing a typo
     and running again needs no --overwrite; anything with a checkpoint is kept for --resume.
     """
+    check_keep_best(cfg)
     final = (cfg.output or default_output(cfg)).resolve()
     state = PartialState()
     with state.main_process_first():
@@ -409,8 +413,11 @@ def finetune(
 
 
 def final_eval_loss(trainer: Any) -> float:
-    """The validation loss after the last step: the one already logged at that step when the
-    eval schedule ended there (same on every rank), else a fresh evaluation."""
+    """The validation loss of the weights kept: the best step's with --keep-best, else the
+    last step's, the one already logged at that step when the eval schedule ended there
+    (same on every rank), else a fresh evaluation."""
+    if trainer.args.load_best_model_at_end and trainer.state.best_metric is not None:
+        return float(trainer.state.best_metric)
     step = trainer.state.global_step
     for entry in reversed(trainer.state.log_history):
         if entry.get("step") == step and "eval_loss" in entry:

@@ -29,6 +29,7 @@ from trl import SFTConfig, SFTTrainer
 
 from honed.config import FinetuneConfig
 from honed.data.format import Example, answer_text
+from honed.errors import HonedError
 from honed.train.callbacks import RunFlags
 
 STATE_FILE = "trainer_state.json"
@@ -91,7 +92,22 @@ class HonedTrainerMixin:
         final = os.path.join(root, name)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(os.path.join(root, ".staging", name), final)
-        _rotate(Path(root), args.save_total_limit)
+        best = self._honed_best(root)
+        _rotate(Path(root), args.save_total_limit, keep=best)
+
+    def _honed_best(self, root: str) -> Path | None:
+        """The best checkpoint (--keep-best) where it now lies: the stock trainer recorded
+        it under the staging folder, so the state saved with the new checkpoint is fixed
+        too, for a resumed run."""
+        state = self.state  # type: ignore[attr-defined]
+        if not state.best_global_step:
+            return None
+        best = Path(root) / f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}"
+        if best.is_dir():
+            state.best_model_checkpoint = str(best)
+            newest = Path(root) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            state.save_to_json(str(newest / STATE_FILE))
+        return best
 
 
 class SeededLengthGroupedSampler(torch.utils.data.Sampler):
@@ -123,12 +139,13 @@ class HonedSeq2SeqTrainer(HonedTrainerMixin, Seq2SeqTrainer):
     """transformers' Seq2SeqTrainer with honed's guards."""
 
 
-def _rotate(root: Path, limit: int | None) -> None:
-    """Keep the newest `limit` complete checkpoints."""
+def _rotate(root: Path, limit: int | None, keep: Path | None = None) -> None:
+    """Keep the newest `limit` complete checkpoints, and `keep` (the best) besides."""
     if not limit:
         return
     for old in complete_checkpoints(root)[:-limit]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def complete_checkpoints(root: Path) -> list[Path]:
@@ -149,6 +166,7 @@ def latest_checkpoint(root: Path) -> str | None:
 
 def common_args(cfg: FinetuneConfig, out: Path, has_eval: bool, bf16: bool) -> dict[str, Any]:
     """TrainingArguments shared by both trainers, from the honed config."""
+    check_keep_best(cfg, has_eval)
     lr = cfg.learning_rate or (2e-5 if cfg.method == "full" else 2e-4)
     reporters = [r.strip() for r in cfg.report_to.split(",") if r.strip() and r.strip() != "none"]
     return {
@@ -181,7 +199,31 @@ def common_args(cfg: FinetuneConfig, out: Path, has_eval: bool, bf16: bool) -> d
         "train_sampling_strategy": "group_by_length" if cfg.batching == "grouped" else "random",
         "dataloader_num_workers": 0,
         "disable_tqdm": False,  # a progress bar even when library logging is quiet
+        **(BEST if cfg.keep_best and has_eval else {}),
     }
+
+
+# --keep-best: every checkpoint's validation loss is compared and the lowest one's weights
+# are loaded when training ends (its checkpoint is never rotated away)
+BEST = {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss",
+        "greater_is_better": False}  # fmt: skip
+
+
+def check_keep_best(cfg: FinetuneConfig, has_eval: bool | None = None) -> None:
+    """--keep-best's needs, in one line each: the settings before anything loads
+    (has_eval None), the validation rows once the data is read."""
+    if not cfg.keep_best:
+        return
+    if cfg.save_steps % cfg.eval_steps:
+        raise HonedError(
+            f"--keep-best compares the checkpoints' validation losses: --save-steps "
+            f"({cfg.save_steps}) must be a multiple of --eval-steps ({cfg.eval_steps})"
+        )
+    if has_eval is False:
+        raise HonedError(
+            "--keep-best needs validation rows to compare steps: pass --eval-data or a "
+            "--val-fraction above 0"
+        )
 
 
 @dataclass
