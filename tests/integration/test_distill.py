@@ -86,6 +86,20 @@ def test_logits_mode_learns_the_teacher_and_reruns_from_the_cache(
     assert again["cache"]["hits"] > 0 and again["data_sha256"] == record["data_sha256"]
 
 
+def test_keep_best_keeps_the_distilled_step_with_the_lowest_validation_loss(
+    tiny_causal, arith_data, tmp_path
+):
+    cfg = config(tmp_path, tiny_causal, arith_data, student_config=SMALL, keep_best=True,
+                 eval_steps=8, save_steps=8, save_total_limit=1)  # fmt: skip
+    metrics = distill(cfg).manifest["metrics"]
+    lines = (cfg.output / "metrics.jsonl").read_text().splitlines()
+    evals = {r["step"]: r["eval_loss"] for r in map(json.loads, lines) if "eval_loss" in r}
+    trained = {step: loss for step, loss in evals.items() if step}  # step 0: before training
+    assert sorted(trained) == [8, 16, 24]
+    assert metrics["best_step"] == min(trained, key=trained.get)
+    assert metrics["eval_loss_after"] == pytest.approx(min(trained.values()))
+
+
 def test_on_policy_batches_are_student_samples_scored_by_the_teacher(
     tiny_causal, arith_data, tmp_path
 ):
