@@ -125,7 +125,7 @@ class FinetuneConfig(StageConfig):
     )
     keep_best: bool = Field(
         False,
-        description="Keep the weights of the step with the lowest validation loss (checked every --eval-steps), not the last step's; needs validation rows and --save-steps a multiple of --eval-steps.",
+        description="Keep the weights of the step with the lowest validation loss (checked every --eval-steps, each with a checkpoint), not the last step's; needs validation rows.",
     )
     nan_patience: int = Field(
         3, gt=0, description="Stop after this many consecutive steps with a non-finite loss."

@@ -47,7 +47,6 @@ from honed.train.trainer import (
     TrainSetup,
     build_seq2seq_trainer,
     build_sft_trainer,
-    check_keep_best,
     latest_checkpoint,
 )
 
@@ -391,7 +390,6 @@ def finetune(
     A fresh run that fails before its first checkpoint removes its work dir, so fixing a typo
     and running again needs no --overwrite; anything with a checkpoint is kept for --resume.
     """
-    check_keep_best(cfg)
     final = (cfg.output or default_output(cfg)).resolve()
     state = PartialState()
     with state.main_process_first():

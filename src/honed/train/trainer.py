@@ -199,26 +199,22 @@ def common_args(cfg: FinetuneConfig, out: Path, has_eval: bool, bf16: bool) -> d
         "train_sampling_strategy": "group_by_length" if cfg.batching == "grouped" else "random",
         "dataloader_num_workers": 0,
         "disable_tqdm": False,  # a progress bar even when library logging is quiet
-        **(BEST if cfg.keep_best and has_eval else {}),
+        **(best_args(cfg) if cfg.keep_best else {}),
     }
 
 
-# --keep-best: every checkpoint's validation loss is compared and the lowest one's weights
-# are loaded when training ends (its checkpoint is never rotated away)
-BEST = {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss",
-        "greater_is_better": False}  # fmt: skip
+def best_args(cfg: FinetuneConfig) -> dict[str, Any]:
+    """--keep-best: a checkpoint at every evaluation (so the best step always has one; the
+    stock trainer would otherwise name a best step it never saved), and the weights of the
+    lowest validation loss loaded when training ends (never rotated away)."""
+    return {"save_steps": cfg.eval_steps, "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss", "greater_is_better": False}  # fmt: skip
 
 
-def check_keep_best(cfg: FinetuneConfig, has_eval: bool | None = None) -> None:
-    """--keep-best's needs, in one line each: the settings before anything loads
-    (has_eval None), the validation rows once the data is read."""
+def check_keep_best(cfg: FinetuneConfig, has_eval: bool) -> None:
+    """--keep-best needs validation rows to compare steps."""
     if not cfg.keep_best:
         return
-    if cfg.save_steps % cfg.eval_steps:
-        raise HonedError(
-            f"--keep-best compares the checkpoints' validation losses: --save-steps "
-            f"({cfg.save_steps}) must be a multiple of --eval-steps ({cfg.eval_steps})"
-        )
     if has_eval is False:
         raise HonedError(
             "--keep-best needs validation rows to compare steps: pass --eval-data or a "
