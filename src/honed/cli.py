@@ -93,6 +93,9 @@ def stage_command(name: str, cls: type[BaseModel], help_text: str) -> Callable:
             except HonedError as exc:
                 err.print(f"[bold red]honed:[/] {exc}", highlight=False, soft_wrap=True)
                 raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:  # typer would exit 130 without a word
+                err.print("honed: interrupted")
+                raise typer.Exit(130) from None
 
         base = [
             inspect.Parameter(

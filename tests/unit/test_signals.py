@@ -11,14 +11,16 @@ import pytest
 from honed.cli import stop_as_on_ctrl_c
 from honed.train.callbacks import InterruptHandler, RunFlags
 
-SLEEPER = (
-    "import time\n"
-    "from honed import cli\n"
-    "def app():\n"
+SLEEPER = (  # `honed eval` whose stage sleeps: the real CLI, typer included
+    "import sys, time\n"
+    "import honed.evaluate.run as run\n"
+    "def evaluate(cfg, backend=None):\n"
     "    print('ready', flush=True)\n"
     "    time.sleep(60)\n"
-    "cli.app = app\n"
-    "cli.main()\n"
+    "run.evaluate = evaluate\n"
+    "sys.argv = ['honed', 'eval', 'some-model', '--task', 'humaneval']\n"
+    "from honed.cli import main\n"
+    "main()\n"
 )
 
 
