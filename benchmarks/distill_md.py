@@ -25,28 +25,19 @@ def kd_given(settings: dict) -> list[tuple[str, object]]:
 
 
 STANDARD_STEPS = 64  # the training steps of every run recorded so far; other counts are named
-TRAINED_PART = re.compile(r"(lora|qlora|full|steps\d+|lr[\d.]+)$")  # see trained_parts()
+TRAINED_PART = re.compile(r"(lora|qlora|full|steps\d+|lr[\d.]+)$")  # see trained_given()
 
 
-def trained_parts(mode: str, settings: dict) -> list[str]:
-    """How both students were trained, where not as the standard run: fine-tune method,
-    steps, learning rate (written without a '-', so that a folder suffix splits on it)."""
+def trained_given(mode: str, settings: dict) -> list[tuple[str, str]]:
+    """How both students were trained, where not as the standard run (fine-tune method,
+    steps, learning rate): (folder suffix part, heading words) each. A part holds no '-', so
+    that a folder suffix splits on it."""
     method = method_given(mode, settings)
     steps, rate = settings.get("max_steps"), settings.get("learning_rate")
-    parts = [method] if method else []
-    parts += [f"steps{steps}"] if steps not in (None, STANDARD_STEPS) else []
-    parts += [f"lr{rate:.10f}".rstrip("0")] if rate else []
-    return parts
-
-
-def trained_words(mode: str, settings: dict) -> list[str]:
-    """trained_parts() as a heading says them."""
-    words = {"steps": lambda v: f"{v} steps", "lr": lambda v: f"learning rate {float(v):g}"}
-    out = []
-    for part in trained_parts(mode, settings):
-        key = next((k for k in words if part.startswith(k)), None)
-        out.append(words[key](part.removeprefix(key)) if key else f"{part} fine-tune")
-    return out
+    given = [(method, f"{method} fine-tune")] if method else []
+    given += [(f"steps{steps}", f"{steps} steps")] if steps not in (None, STANDARD_STEPS) else []
+    given += [(f"lr{rate:.10f}".rstrip("0"), f"learning rate {rate:g}")] if rate else []
+    return given
 
 
 def method_given(mode: str, settings: dict) -> str | None:
@@ -82,7 +73,7 @@ def heading(record: dict) -> str:
     answers drawn otherwise, loss settings other than the stage's."""
     settings = record["settings"]
     targets = targets_given(record["mode"], settings)
-    extras = trained_words(record["mode"], settings)
+    extras = [words for _, words in trained_given(record["mode"], settings)]
     extras += [TARGET_WORDS[targets]] if targets else []
     answers = answers_given(record["mode"], settings)
     extras += [f"{answers[0]} sampled at temperature {answers[1]}"] if answers else []

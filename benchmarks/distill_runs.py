@@ -57,7 +57,7 @@ from distill_md import (  # noqa: E402
     kd_given,
     markdown,
     targets_given,
-    trained_parts,
+    trained_given,
 )
 from paired import solved_problems  # noqa: E402
 from results_md import command_line, replace_section  # noqa: E402
@@ -189,7 +189,7 @@ def trained_as(args: argparse.Namespace) -> str:
     """'' for the standard run's training (the mode's method, 64 steps, the stage's learning
     rate), else what differs: both students trained that way, so the plain fine-tune gets its
     own folder too ('plain-full', 'plain-steps192')."""
-    return "".join(f"-{part}" for part in trained_parts(args.mode, vars(args)))
+    return "".join(f"-{part}" for part, _ in trained_given(args.mode, vars(args)))
 
 
 def variant_of(args: argparse.Namespace) -> str:

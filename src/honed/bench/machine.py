@@ -98,6 +98,7 @@ log = logging.getLogger(__name__)
 STEAL_WARN = 0.05  # a share of CPU time stolen above this makes a row's timings unreliable
 OTHERS_WARN = 0.10  # so does a share of this machine's CPU time used by other processes
 CONTENTION = {"cpu_steal": STEAL_WARN, "cpu_others": OTHERS_WARN}  # key: warning threshold
+WHO_TOOK = {"cpu_steal": "the host took", "cpu_others": "other processes used"}  # warnings
 
 
 class CpuTicks(NamedTuple):
@@ -171,9 +172,6 @@ def contention(before: CpuTicks | None, after: CpuTicks | None) -> dict[str, flo
     """cpu_steal and cpu_others between two readings, rounded; empty where unknown."""
     shares = {"cpu_steal": steal_share(before, after), "cpu_others": others_share(before, after)}
     return {k: round(v, 4) for k, v in shares.items() if v is not None}
-
-
-WHO_TOOK = {"cpu_steal": "the host took", "cpu_others": "other processes used"}
 
 
 def taken_since(before: CpuTicks | None, during: str, so: str) -> dict[str, float]:

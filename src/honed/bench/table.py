@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from honed.bench.machine import CONTENTION
+from honed.bench.machine import CONTENTION, WHO_TOOK
 
 HEADER = (
     "| model | backend | size (MB) | load (s) | latency median (s) | p90 | p95 | p99 | std "
@@ -79,12 +79,10 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-TAKEN = {  # what took CPU time away from a measurement, in a warning and in a note
-    "cpu_steal": ("the host took {:.0%} of the CPU time while {} ran (CPU steal)",
-                  "CPU steal (time the host took away) during the runs: at most {:.1%}."),
-    "cpu_others": ("other processes used {:.0%} of the CPU time while {} ran",
-                   "CPU time other processes used during the runs: at most {:.1%}."),
-}  # fmt: skip
+NOTES = {  # the most CPU time taken away seen, where no measurement was warned about
+    "cpu_steal": "CPU steal (time the host took away) during the runs: at most {:.1%}.",
+    "cpu_others": "CPU time other processes used during the runs: at most {:.1%}.",
+}
 
 
 def contention_warnings(record: dict[str, Any]) -> list[str]:
@@ -93,7 +91,8 @@ def contention_warnings(record: dict[str, Any]) -> list[str]:
     named = [("the bandwidth measurement", record["machine"].get("bandwidth") or {})]
     named += [(r["model"], r) for r in record["results"]]
     return [
-        TAKEN[key][0].format(r[key], name) + ", so its speeds read low: re-run on a quiet machine"
+        f"{WHO_TOOK[key]} {r[key]:.0%} of the CPU time while {name} ran, so its speeds read "
+        "low: re-run on a quiet machine"
         for name, r in named
         for key, limit in CONTENTION.items()
         if (r.get(key) or 0) > limit
@@ -107,7 +106,7 @@ def contention_notes(record: dict[str, Any]) -> list[str]:
         return [f"**Warning:** {w}." for w in warnings]
     runs = [record["machine"].get("bandwidth") or {}, *record["results"]]
     notes = []
-    for key, (_, note) in TAKEN.items():
+    for key, note in NOTES.items():
         seen = [r[key] for r in runs if r.get(key) is not None]
         notes += [note.format(max(seen))] if seen else []
     return notes
