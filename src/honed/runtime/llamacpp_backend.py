@@ -1,9 +1,12 @@
-"""The llama.cpp backend (llama-cpp-python) for GGUF files: one prompt at a time, on the CPU.
+"""The llama.cpp backend (llama-cpp-python) for GGUF files, on the CPU.
 
-Tokens come from `Llama.generate`, so every sampled token is counted and timed (the first
-one gives the time to first token); text is decoded incrementally as UTF-8 and cut at stop
-strings by the same helpers as the transformers backend. Sampling is exactly
-GenerationParams: llama.cpp's own defaults (top_k 40, min_p 0.05) are turned off.
+One prompt (and every stream) decodes through `Llama.generate`, keeping the KV cache of the
+prefix it shares with the previous prompt; several prompts decode together as one batch
+(`llamacpp_batch`). Tokens come from llama.cpp one by one, so every sampled token is
+counted and timed (the first one gives the time to first token); text is decoded
+incrementally as UTF-8 and cut at stop strings by the same helpers as the transformers
+backend. Sampling is exactly GenerationParams: llama.cpp's own defaults (top_k 40, min_p
+0.05) are turned off.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import numpy as np
 
 from honed.errors import HonedError
 from honed.models.resolve import ModelSource
-from honed.runtime.base import GenerationParams, register
+from honed.runtime.base import Completion, GenerationParams, register
 from honed.runtime.sequential import SequentialBackend, Tally
-from honed.runtime.text import token_budget
+from honed.runtime.text import StopFilter, token_budget
 
 INSTALL_HINT = (
     "the llama.cpp backend needs llama-cpp-python: pip install llama-cpp-python==0.3.36 "
@@ -55,6 +58,7 @@ class LlamaCppBackend(SequentialBackend):
         self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self._rng = random.Random(seed)
         self._template = llm.metadata.get("tokenizer.chat_template")
+        self._batch: Any = None  # llamacpp_batch.BatchDecoder, made at the first batch
 
     @property
     def has_chat_template(self) -> bool:
@@ -73,6 +77,17 @@ class LlamaCppBackend(SequentialBackend):
             add_generation_prompt=True,
         )
         return formatter(messages=messages).prompt
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        """One prompt on its own, several as one batch (each row ends on its own)."""
+        if len(prompts) < 2:
+            return super().generate(prompts, params)
+        from honed.runtime import llamacpp_batch
+
+        rows = [self._row(prompt, params) for prompt in prompts]
+        if self._batch is None:
+            self._batch = llamacpp_batch.BatchDecoder(self.llm, self._vocab)
+        return self._batch.run(rows, params)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of the text itself, without a BOS token."""
@@ -103,6 +118,7 @@ class LlamaCppBackend(SequentialBackend):
         }
 
     def close(self) -> None:
+        self._batch = None  # its context closes with the model
         self._free()
         self.llm = None
 
@@ -114,6 +130,15 @@ class LlamaCppBackend(SequentialBackend):
         if not tokens:
             raise HonedError("cannot generate from an empty prompt: give the model some text")
         return tokens
+
+    def _row(self, prompt: str, params: GenerationParams) -> Any:
+        """A batch row for the prompt, sampling as the one-prompt path would."""
+        from honed.runtime.llamacpp_batch import Row, sampler_for
+
+        tokens = self._prompt_tokens(prompt)
+        budget = token_budget(len(tokens), params.max_new_tokens, self.context_size)
+        sampler = sampler_for(params, self._seed(params))
+        return Row(prompt, tokens, budget, StopFilter(params.stop), sampler)
 
     def _pieces(self, tokens: list[int], params: GenerationParams, tally: Tally) -> Iterator[str]:
         """Decoded text of each sampled token, complete UTF-8 characters only."""
