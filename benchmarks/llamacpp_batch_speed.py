@@ -4,13 +4,15 @@
 one `llama_decode` per step for every unfinished row, each row in its own KV stream, so the
 weights are read once per step for the batch. This script loads one GGUF model, takes the
 first N HumanEval problems as chat prompts (as `honed eval --prompting chat`), and runs each
-batch both ways on the same loaded model, alternating batch by batch so drift on a shared
-machine hits both alike: prompt by prompt (`generate([p])`, the one-prompt path) and as one
-batch. Greedy, or seeded sampling with --temperature; the completions that are the very ones
-the one-prompt path gives are counted (each row attends over its own KV stream and samples
-with its own seeded chain; only float rounding at another matrix width can turn a
-near-tie). Reported: wall time, generated tokens, tokens per second, the speed-up, and the
-CPU time other processes took meanwhile.
+group of prompts three ways on the same loaded model, alternating group by group so drift
+on a shared machine hits all alike: prompt by prompt (`generate([p])`, the one-prompt path),
+as batches of --batch-size, and refilled (the whole group in one call, so a waiting prompt
+takes the place of each row that ends: what `honed eval` hands a llama.cpp backend,
+BATCHES_PER_CALL batches at once). Greedy, or seeded sampling with --temperature; the
+completions that are the very ones the one-prompt path gives are counted (each row attends
+over its own KV stream and samples with its own seeded chain; only float rounding at
+another matrix width can turn a near-tie). Reported: wall time, generated tokens, tokens
+per second, the speed-ups, and the CPU time other processes took meanwhile.
 
     .venv/bin/python benchmarks/llamacpp_batch_speed.py --model qwen2.5-coder-1.5b-instruct
 """
@@ -31,35 +33,43 @@ from row_decode_speed import chat_prompts  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import contention, cpu_name, cpu_ticks  # noqa: E402
+from honed.evaluate.run import BATCHES_PER_CALL  # noqa: E402
 from honed.runtime.base import GenerationParams, load_backend  # noqa: E402
 
 HEADING = "## llama.cpp: a batch of prompts decoded together"
-MODES = ("one by one", "batched")
+MODES = ("one by one", "batched", "refilled")
+
+
+def calls(mode: str, group: list[str], size: int) -> list[list[str]]:
+    """The generate calls one group of prompts takes in a mode."""
+    if mode == "one by one":
+        return [[prompt] for prompt in group]
+    if mode == "batched":
+        return [group[at : at + size] for at in range(0, len(group), size)]
+    return [group]
 
 
 def run(backend, prompts: list[str], params: GenerationParams, size: int) -> dict:
-    """Per mode: wall seconds, completion tokens and texts, batch by batch in turn."""
+    """Per mode: wall seconds, completion tokens and texts, group by group in turn."""
     out = {mode: {"wall_s": 0.0, "tokens": 0, "texts": []} for mode in MODES}
-    for at in range(0, len(prompts), size):
-        batch = prompts[at : at + size]
+    per_group = size * BATCHES_PER_CALL
+    for at in range(0, len(prompts), per_group):
+        group = prompts[at : at + per_group]
         for mode in MODES:
             start = time.perf_counter()
-            if mode == "batched":
-                done = backend.generate(batch, params)
-            else:
-                done = [backend.generate([prompt], params)[0] for prompt in batch]
+            done = [c for call in calls(mode, group, size) for c in backend.generate(call, params)]
             out[mode]["wall_s"] += time.perf_counter() - start
             out[mode]["tokens"] += sum(c.completion_tokens for c in done)
             out[mode]["texts"] += [c.text for c in done]
         walls = [f"{out[mode]['wall_s']:.0f} s {mode}" for mode in MODES]
-        print(f"{at + len(batch)}/{len(prompts)}: {', '.join(walls)}", file=sys.stderr, flush=True)
+        print(f"{at + len(group)}/{len(prompts)}: {', '.join(walls)}", file=sys.stderr, flush=True)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
-    parser.add_argument("--problems", type=int, default=16)
+    parser.add_argument("--problems", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.0)
@@ -67,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     # every prompt from scratch: a prefix reused from the call before changes float sums
     backend = load_backend(args.model, backend="llama.cpp", n_threads=args.threads,
-                           reuse_prefix=False)  # fmt: skip
+                           reuse_prefix=False, batch_size=args.batch_size)  # fmt: skip
     prompts = chat_prompts(backend, args.problems)
     params = GenerationParams(max_new_tokens=args.max_new_tokens,
                               temperature=args.temperature, seed=7)  # fmt: skip
@@ -87,17 +97,22 @@ def main() -> None:
         **contention(before, cpu_ticks()),
         "wall_s": {mode: round(out[mode]["wall_s"], 2) for mode in MODES},
         "completion_tokens": {mode: out[mode]["tokens"] for mode in MODES},
-        "same_completions": sum(
-            a == b for a, b in zip(*(out[mode]["texts"] for mode in MODES), strict=True)
-        ),
+        "same_completions": {mode: same(out, mode) for mode in MODES[1:]},
+        "speedup": {mode: tok_s(out, mode) / tok_s(out, MODES[0]) for mode in MODES[1:]},
     }
-    record["speedup"] = (record["completion_tokens"]["batched"] / out["batched"]["wall_s"]) / (
-        record["completion_tokens"]["one by one"] / out["one by one"]["wall_s"]
-    )
     print(json.dumps(record, indent=2))
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"llamacpp_batch_speed_{args.model}.json").write_text(json.dumps(record))
     replace_section(f"{HEADING}: {args.model}", markdown(record))
+
+
+def same(out: dict, mode: str) -> int:
+    """Completions of a mode identical to the one-prompt path's."""
+    return sum(a == b for a, b in zip(out[MODES[0]]["texts"], out[mode]["texts"], strict=True))
+
+
+def tok_s(out: dict, mode: str) -> float:
+    return out[mode]["tokens"] / out[mode]["wall_s"]
 
 
 def markdown(r: dict) -> str:
@@ -112,19 +127,25 @@ def markdown(r: dict) -> str:
             f"Measured {r['date']} on {r['machine']['cpu']}, {r['machine']['threads']} threads "
             f"(other processes took {100 * r.get('cpu_others', 0):.1f}% of the CPU time); "
             f"`{r['command']}`. The first {r['problems']} HumanEval problems as chat prompts "
-            f"(llama.cpp), batches of {r['batch_size']}, {how}, {r['max_new_tokens']} new "
-            "tokens at most; each batch runs prompt by prompt, then as one batch, on the same "
+            f"(llama.cpp), {r['batch_size']} rows at a time, {how}, {r['max_new_tokens']} new "
+            f"tokens at most; each group of {r['batch_size'] * BATCHES_PER_CALL} prompts runs "
+            f"prompt by prompt, as batches of {r['batch_size']}, and refilled (the whole group "
+            "in one call: a waiting prompt takes the place of each row that ends), on the same "
             "loaded model.",
             "",
             "| decoding | wall time (s) | completion tokens | tokens/s |",
             "|---|---|---|---|",
             *rows,
             "",
-            f"**Batched: {r['speedup']:.2f}x** the tokens per second of one by one (same run); "
-            f"{r['same_completions']} of {r['problems']} completions are identical to the "
-            "one-prompt path's (each row attends over its own KV stream and samples with its "
-            "own seeded chain; a matrix product at another width can round a near-tie the "
-            "other way).",
+            *[
+                f"**{mode.capitalize()}: {r['speedup'][mode]:.2f}x** the tokens per second of "
+                f"one by one (same run); {r['same_completions'][mode]} of {r['problems']} "
+                "completions identical to the one-prompt path's."
+                for mode in MODES[1:]
+            ],
+            "",
+            "Each row attends over its own KV stream and samples with its own seeded chain; a "
+            "matrix product at another width can round a near-tie the other way.",
             "",
         ]
     )

@@ -280,7 +280,7 @@ class EvalConfig(RuntimeConfig):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
     max_new_tokens: int = Field(512, gt=0, description="New tokens per completion at most.")
     seed: int = Field(42, description="Sampling seed (sample i of each problem uses seed + i).")
-    batch_size: int = Field(8, gt=0, description="Prompts per generate call.")
+    batch_size: int = Field(8, gt=0, description="Prompts decoded together.")
     stop_at_code: bool = Field(
         True,
         description="Chat prompting on code tasks: end a reply once it holds a closed ```python block defining the function under test (the code scored is the same; the prose after it is not generated).",

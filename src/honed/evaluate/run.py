@@ -171,16 +171,22 @@ def code_done(prompts: list[str], problems: list[tasks.Problem]) -> Finished:
     return lambda prompt, reply: answer_complete(reply, entry.get(prompt))
 
 
+BATCHES_PER_CALL = 4  # prompts handed to a refilling backend at once, in batches
+
+
 def generate_in_batches(
     backend: Backend, prompts: list[str], params: GenerationParams, batch_size: int,
     stats: GenStats, label: str,
 ) -> Iterator[tuple[int, str, Completion]]:  # fmt: skip
-    """(index, text cut at the stops, completion) for each prompt, generated batch by batch."""
+    """(index, text cut at the stops, completion) for each prompt, generated call by call: a
+    batch per call, or several where the backend refills its batch as rows end (each ends
+    on its own, so one long answer does not hold up the rest)."""
     from honed.runtime.text import truncate_at_stop
 
-    starts, refused = range(0, len(prompts), batch_size), []
+    per_call = batch_size * (BATCHES_PER_CALL if getattr(backend, "refills_batch", False) else 1)
+    starts, refused = range(0, len(prompts), per_call), []
     for start in track(starts, label, total=len(starts)):
-        batch = prompts[start : start + batch_size]
+        batch = prompts[start : start + per_call]
         began = time.monotonic()
         completions = generate_or_fail(backend, batch, params)
         stats.add(time.monotonic() - began, completions)
@@ -197,13 +203,18 @@ def generate_or_fail(
     backend: Backend, batch: list[str], params: GenerationParams
 ) -> list[Completion]:
     """The batch's completions. A prompt the model refuses (longer than its context) does not
-    abort the eval: the batch is retried prompt by prompt, and each refused prompt becomes an
-    empty completion with finish_reason "error" and the reason, which fails its problem."""
+    abort the eval: the batch is retried in halves down to the refused prompt, and each
+    refused prompt becomes an empty completion with finish_reason "error" and the reason,
+    which fails its problem."""
     try:
         return backend.generate(batch, params)
     except HonedError as error:
         if len(batch) > 1:
-            return [c for prompt in batch for c in generate_or_fail(backend, [prompt], params)]
+            half = len(batch) // 2
+            return [
+                *generate_or_fail(backend, batch[:half], params),
+                *generate_or_fail(backend, batch[half:], params),
+            ]
         log.warning("prompt skipped: %s", error)
         return [Completion("", 0, 0, 0.0, 0.0, finish_reason="error", extra={"error": str(error)})]
 

@@ -19,7 +19,7 @@ def runtime_options(cfg: RuntimeConfig, batch_size: int | None = None) -> dict[s
         "dtype": (None if cfg.dtype == "auto" else cfg.dtype, ("transformers",)),
         "device": (cfg.device, ("transformers",)),
         "trust_remote_code": (cfg.trust_remote_code or None, ("transformers",)),
-        "batch_size": (batch_size, ("transformers",)),
+        "batch_size": (batch_size, ("transformers", "llama.cpp")),
     }
     return {
         key: value

@@ -1,12 +1,12 @@
 """The llama.cpp backend (llama-cpp-python) for GGUF files, on the CPU.
 
 One prompt (and every stream) decodes through `Llama.generate`, keeping the KV cache of the
-prefix it shares with the previous prompt; several prompts decode together as one batch
-(`llamacpp_batch`). Tokens come from llama.cpp one by one, so every sampled token is
-counted and timed (the first one gives the time to first token); text is decoded
-incrementally as UTF-8 and cut at stop strings by the same helpers as the transformers
-backend. Sampling is exactly GenerationParams: llama.cpp's own defaults (top_k 40, min_p
-0.05) are turned off.
+prefix it shares with the previous prompt; several prompts decode together, batch_size rows
+at a time, a waiting prompt taking the place of each row that ends (`llamacpp_batch`).
+Tokens come from llama.cpp one by one, so every sampled token is counted and timed (the
+first one gives the time to first token); text is decoded incrementally as UTF-8 and cut at
+stop strings by the same helpers as the transformers backend. Sampling is exactly
+GenerationParams: llama.cpp's own defaults (top_k 40, min_p 0.05) are turned off.
 """
 
 from __future__ import annotations
@@ -42,11 +42,20 @@ class LlamaCppBackend(SequentialBackend):
     """A llama-cpp-python model behind the Backend protocol."""
 
     name = "llama.cpp"
+    # generate keeps its batch full from the prompts it is given: pass several batches' worth
+    refills_batch = True
 
     def __init__(
-        self, llm: Any, *, ref: str, seed: int | None = None, reuse_prefix: bool = True
+        self,
+        llm: Any,
+        *,
+        ref: str,
+        seed: int | None = None,
+        reuse_prefix: bool = True,
+        batch_size: int = 8,
     ) -> None:
         self.llm = llm
+        self.batch_size = batch_size  # rows decoded together
         self.model_ref = ref
         self.reuse_prefix = reuse_prefix
         # Free the model when this backend goes, or at exit before Python tears modules down
@@ -79,15 +88,15 @@ class LlamaCppBackend(SequentialBackend):
         return formatter(messages=messages).prompt
 
     def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
-        """One prompt on its own, several as one batch (each row ends on its own)."""
-        if len(prompts) < 2:
+        """One prompt on its own; several batch_size at a time, each row ending on its own."""
+        if len(prompts) < 2 or self.batch_size < 2:
             return super().generate(prompts, params)
         from honed.runtime import llamacpp_batch
 
         rows = [self._row(prompt, params) for prompt in prompts]
         if self._batch is None:
             self._batch = llamacpp_batch.BatchDecoder(self.llm, self._vocab)
-        return self._batch.run(rows, params)
+        return self._batch.run(rows, params, self.batch_size)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of the text itself, without a BOS token."""
@@ -196,17 +205,21 @@ def load_llamacpp(
     n_gpu_layers: int = 0,
     reuse_prefix: bool = True,
     logits_all: bool = False,
+    batch_size: int = 8,
 ) -> LlamaCppBackend:
     """Load a GGUF file (n_ctx 0: the model's training context; n_gpu_layers -1: all).
 
     reuse_prefix keeps the KV cache of the prompt prefix shared with the previous call, as
     llama.cpp does by default; turn it off to time every prompt from scratch. logits_all keeps
-    the logits of every position (for token_logits; costs n_ctx x vocab floats).
+    the logits of every position (for token_logits; costs n_ctx x vocab floats). batch_size
+    is how many prompts of one generate call decode together (1: one after another).
     """
     if llama_cpp is None:
         raise HonedError(INSTALL_HINT)
     if source.kind != "gguf":
         raise HonedError(f"the llama.cpp backend runs .gguf files; '{source.ref}' is not one")
+    if batch_size < 1:
+        raise HonedError(f"batch_size must be at least 1, got {batch_size}")
     threads = n_threads or default_threads()
     llm = llama_cpp.Llama(
         model_path=source.path,
@@ -217,4 +230,6 @@ def load_llamacpp(
         logits_all=logits_all,
         verbose=False,
     )
-    return LlamaCppBackend(llm, ref=source.ref, seed=seed, reuse_prefix=reuse_prefix)
+    return LlamaCppBackend(
+        llm, ref=source.ref, seed=seed, reuse_prefix=reuse_prefix, batch_size=batch_size
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,19 @@ class Row:
         self.sampler.close()
 
 
+def put(batch: Any, tokens: list[int], pos: int, seq: int) -> int:
+    """Append tokens of one sequence from position pos, logits for the last only; return the
+    last one's index in the batch (where its logits will be)."""
+    raw = batch.batch
+    for token in tokens:
+        j = raw.n_tokens
+        raw.token[j], raw.pos[j], raw.n_seq_id[j], raw.logits[j] = token, pos, 1, False
+        raw.seq_id[j][0] = seq
+        raw.n_tokens, pos = j + 1, pos + 1
+    raw.logits[raw.n_tokens - 1] = True
+    return raw.n_tokens - 1
+
+
 def sampler_for(params: GenerationParams, seed: int) -> Any:
     """The chain the one-prompt path builds for these settings, without its no-op stages."""
     sampler = _internals.LlamaSampler()
@@ -92,17 +106,16 @@ class BatchDecoder:
         self.cells = 0
         self.seqs = 0
 
-    def run(self, rows: list[Row], params: GenerationParams) -> list[Completion]:
-        """Generate every row to its end; the completions share the batch's timings."""
+    def run(self, rows: list[Row], params: GenerationParams, width: int) -> list[Completion]:
+        """Generate every row to its end, at most `width` at a time: a row that ends makes
+        room for the next waiting one. The completions share the call's timings."""
         started = time.perf_counter()
-        ctx = self._context(max(len(r.tokens) + r.budget for r in rows), len(rows))
+        width = max(1, min(width, len(rows)))
+        ctx = self._context(max(len(r.tokens) + r.budget for r in rows), width)
         llama_cpp.llama_memory_clear(ctx.memory, True)
-        batch = _internals.LlamaBatch(
-            n_tokens=max(sum(len(r.tokens) for r in rows), len(rows)), embd=0, n_seq_max=1,
-            verbose=False,
-        )  # fmt: skip
+        batch = _internals.LlamaBatch(n_tokens=ctx.n_ctx(), embd=0, n_seq_max=1, verbose=False)
         try:
-            first = self._decode(ctx, batch, rows, params)
+            first = self._decode(ctx, batch, rows, params, width)
         finally:
             batch.close()
             for row in rows:
@@ -110,49 +123,49 @@ class BatchDecoder:
         total = time.perf_counter() - started
         return [self._completion(row, (first or started + total) - started, total) for row in rows]
 
-    def _decode(self, ctx: Any, batch: Any, rows: list[Row], params: GenerationParams) -> float:
-        """Prompts in one call, then one token per live row per call; when the first came."""
-        batch.reset()
-        at, ends = {}, 0
-        for seq, row in enumerate(rows):
-            batch.add_sequence(row.tokens, seq, False)
-            ends += len(row.tokens)
-            at[seq] = ends - 1
-        ctx.decode(batch)
-        live, first = list(range(len(rows))), 0.0
-        while live:
-            chosen = {seq: rows[seq].sampler.sample(ctx, at[seq]) for seq in live}
+    def _decode(
+        self, ctx: Any, batch: Any, rows: list[Row], params: GenerationParams, width: int
+    ) -> float:
+        """Each call decodes the live rows' last tokens and the prompts of rows let in where
+        others ended; returns when the first token came."""
+        waiting, free = deque(range(len(rows))), list(range(width - 1, -1, -1))
+        seq_of: dict[int, int] = {}
+        live: list[int] = []
+        chosen: dict[int, int] = {}
+        first = 0.0
+        while True:
+            parts = [(seq_of[r], [chosen[r]], self._next_pos(rows[r]), r) for r in live]
+            while waiting and free:
+                r = waiting.popleft()
+                seq_of[r] = free.pop()
+                parts.append((seq_of[r], rows[r].tokens, 0, r))
+                live.append(r)
+            if not live:
+                return first
+            # in sequence order: llama.cpp splits a batch whose sequences come out of order
+            # into many small ones (3x slower steps here)
+            batch.reset()
+            at = {r: put(batch, tokens, pos, seq) for seq, tokens, pos, r in sorted(parts)}
+            ctx.decode(batch)
+            chosen = {r: rows[r].sampler.sample(ctx, at[r]) for r in live}
             first = first or time.perf_counter()
-            live = [seq for seq in live if self._take(ctx, seq, rows[seq], chosen[seq], params)]
-            if live:
-                at = self._fill(batch, rows, live, chosen)
-                ctx.decode(batch)
-        return first
-
-    def _take(self, ctx: Any, seq: int, row: Row, token: int, params: GenerationParams) -> bool:
-        """Count the row's token and take its text; free the row's cells once it is done."""
-        row.count += 1
-        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
-            row.eog, goes_on = True, False
-        else:
-            piece = row.decoder.decode(self.llm.detokenize([token]))
-            goes_on = row.accept(piece, params.finished)
-        if not goes_on:
-            llama_cpp.llama_memory_seq_rm(ctx.memory, seq, -1, -1)
-        return goes_on
+            ended = [r for r in live if not self._take(rows[r], chosen[r], params)]
+            for r in ended:
+                llama_cpp.llama_memory_seq_rm(ctx.memory, seq_of[r], -1, -1)
+                free.append(seq_of.pop(r))
+                live.remove(r)
 
     @staticmethod
-    def _fill(batch: Any, rows: list[Row], live: list[int], chosen: dict[int, int]) -> dict:
-        """Put each live row's chosen token in the batch at its next position."""
-        raw = batch.batch
-        raw.n_tokens = len(live)
-        for j, seq in enumerate(live):
-            raw.token[j] = chosen[seq]
-            raw.pos[j] = len(rows[seq].tokens) + rows[seq].count - 1
-            raw.n_seq_id[j] = 1
-            raw.seq_id[j][0] = seq
-            raw.logits[j] = True
-        return {seq: j for j, seq in enumerate(live)}
+    def _next_pos(row: Row) -> int:
+        return len(row.tokens) + row.count - 1
+
+    def _take(self, row: Row, token: int, params: GenerationParams) -> bool:
+        """Count the row's token and take its text; return whether the row goes on."""
+        row.count += 1
+        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+            row.eog = True
+            return False
+        return row.accept(row.decoder.decode(self.llm.detokenize([token])), params.finished)
 
     def _context(self, cells: int, seqs: int) -> Any:
         """A context with room for `cells` KV cells in each of `seqs` sequences (made when

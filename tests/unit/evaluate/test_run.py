@@ -292,6 +292,7 @@ def test_default_output_names():
         ({"backend": "transformers", "n_ctx": 1024, "dtype": "bfloat16"},
          {"dtype": "bfloat16", "batch_size": 8}),
         ({"n_ctx": 512}, {"n_ctx": 512}),
+        ({"backend": "llama.cpp", "batch_size": 4}, {"batch_size": 4}),
         ({"batch_size": 4, "device": "cpu"}, {"batch_size": 4, "device": "cpu"}),
     ],
 )  # fmt: skip
@@ -347,6 +348,21 @@ def test_a_prompt_over_the_context_fails_its_problem_not_the_eval(tmp_path):
     assert refused["finish_reason"] == "error" and "context holds 4096" in refused["error"]
     assert refused["result"] != "passed"
     assert "prompts refused" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_a_refused_prompt_leaves_the_rest_of_its_batch_batched(tmp_path):
+    backend = RefusingBackend(humaneval_answers({0}), refuse={5})
+    summary = evaluate(cfg(tmp_path, limit=8, batch_size=8), backend)
+    assert summary["prompts_failed"] == 1
+    # halves down to the refused prompt: 0-3, 4, 6-7 generate; 4-7, 4-5 and 5 are refused
+    assert sorted(len(prompts) for _, prompts, _ in backend.calls) == [1, 2, 4]
+
+
+def test_a_refilling_backend_gets_several_batches_per_call(tmp_path):
+    backend = FakeBackend(humaneval_answers({0}))
+    backend.refills_batch = True
+    evaluate(cfg(tmp_path, limit=20, batch_size=2), backend)
+    assert [len(prompts) for _, prompts, _ in backend.calls] == [8, 8, 4]
 
 
 def test_every_prompt_refused_is_one_error_and_nothing_written(tmp_path):

@@ -91,3 +91,23 @@ def test_each_row_has_its_own_budget_and_a_too_long_prompt_is_refused() -> None:
             small.generate([PROMPTS[0], long * 2], GenerationParams(max_new_tokens=8))
     finally:
         small.close()
+
+
+def test_waiting_prompts_take_the_places_of_ended_rows(llama: Backend) -> None:
+    narrow = load_backend(
+        str(smollm2_path()), n_ctx=512, n_threads=1, reuse_prefix=False, batch_size=2
+    )
+    try:
+        prompts = [*PROMPTS, "1, 2, 3, 4,", "The capital of France is"]
+        # rows end at different steps, so later prompts start while others still decode
+        params = GenerationParams(
+            max_new_tokens=20, finished=lambda prompt, text: len(text) >= len(prompt) // 2
+        )
+        out = narrow.generate(prompts, params)
+        single = alone(llama, prompts, params)
+        assert [c.text for c in out] == [c.text for c in single]
+        assert [c.completion_tokens for c in out] == [c.completion_tokens for c in single]
+        assert len({c.completion_tokens for c in out}) > 1
+        assert narrow._batch.seqs == 2  # never more rows at once than batch_size
+    finally:
+        narrow.close()
