@@ -17,21 +17,24 @@ teacher's own passing answers to the same train problems (`--targets teacher`: s
 plus logit KD; `--targets both`: on the references and those answers), against the same
 plain fine-tune on MBPP's references; `--alpha`, `--temperature`, `--kd-loss` and
 `--on-policy` make other variants of the loss, and a
-`--method` other than the mode's default, `--max-steps` other than the 64 of every recorded run
-or a `--learning-rate` trains both students that way (the plain fine-tune gets its own folder:
-`plain-full`, `plain-steps192`; teacher answers drawn the same way are copied from another
-variant rather than generated again). Each step's output is kept under runs/distill-bench/ and
-reused when run again (teacher, student before and the plain fine-tune are shared by every
-logits run trained the same way; a folder trained with other rows, steps, batch, dtype or
-learning rate stops the run rather than being reused), so the script can be stopped and
-resumed; wall times of every step are recorded (in MODE/wall_s*.json, kept across resumes).
+`--method` other than the mode's default, `--max-steps` other than the 64 of every recorded run,
+a `--learning-rate` or `--keep-best-every N` (each student ends at its best step by validation
+loss, evaluated every N steps) trains both students that way (the plain fine-tune gets its
+own folder: `plain-full`, `plain-steps192`, `plain-best8`; teacher answers drawn the same way
+are copied from another variant rather than generated again). Each step's output is kept
+under runs/distill-bench/ and reused when run again (teacher, student before and the plain
+fine-tune are shared by every logits run trained the same way; a folder trained with other
+rows, steps, batch, dtype, learning rate or best-step setting stops the run rather than
+being reused), so the script can be stopped and resumed; wall times of every step are
+recorded (in MODE/wall_s*.json, kept across resumes).
 
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 64 \
         --limit 150 --dtype bfloat16 [--targets teacher|both] [--candidates 4 \
         --teacher-temperature 0.8] \
-        [--tasks mbpp,humaneval] [--alpha 0.9 --temperature 2 | --on-policy 0.5] [--method full]
+        [--tasks mbpp,humaneval] [--alpha 0.9 --temperature 2 | --on-policy 0.5] [--method full] \
+        [--keep-best-every 8 --eval-rows 90]
 """
 
 from __future__ import annotations
@@ -134,10 +137,14 @@ def check_trained(out: Path, args: argparse.Namespace) -> None:
     config = json.loads(manifest.read_text()).get("config", {}) if manifest.is_file() else {}
     if config.get("data") != "mbpp":
         config.pop("max_samples", None)
-    for key in TRAINED_WITH:
-        if key in config and config[key] != getattr(args, key):
+    expected = {key: getattr(args, key) for key in TRAINED_WITH}
+    expected["keep_best"] = bool(args.keep_best_every)
+    if args.keep_best_every:
+        expected["eval_steps"] = args.keep_best_every
+    for key, value in expected.items():
+        if key in config and config[key] != value:
             raise SystemExit(
-                f"{out} was trained with {key} {config[key]}, not {getattr(args, key)}: "
+                f"{out} was trained with {key} {config[key]}, not {value}: "
                 "pass another --work or delete that folder"
             )
 
@@ -164,7 +171,12 @@ def training_args(args: argparse.Namespace) -> list[str]:
         "0",
         "--dtype",
         args.dtype,
+        *(keep_best(args.keep_best_every) if args.keep_best_every else []),
     ]
+
+
+def keep_best(every: int) -> list[str]:
+    return ["--keep-best", "--eval-steps", str(every)]
 
 
 def teacher_answers(args: argparse.Namespace) -> list[str]:
@@ -250,6 +262,13 @@ def main() -> None:
         help="tasks every model is scored on, comma-separated: mbpp, humaneval (whole)",
     )
     parser.add_argument("--eval-rows", type=int, default=16, help="validation rows (eval loss)")
+    parser.add_argument(
+        "--keep-best-every",
+        type=int,
+        metavar="N",
+        help="both students end at their best step by validation loss, evaluated every N steps "
+        "(with --eval-rows 90: all of MBPP's validation rows)",
+    )
     parser.add_argument("--work", type=Path, default=WORK, help="where every step's output goes")
     parser.add_argument("--bench-prompts", type=int, default=8, help="bench: prompts, 2 runs")
     parser.add_argument(

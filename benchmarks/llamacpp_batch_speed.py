@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import command_line, print_walls, replace_section  # noqa: E402
 from row_decode_speed import chat_prompts  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
@@ -61,8 +61,7 @@ def run(backend, prompts: list[str], params: GenerationParams, size: int) -> dic
             out[mode]["wall_s"] += time.perf_counter() - start
             out[mode]["tokens"] += sum(c.completion_tokens for c in done)
             out[mode]["texts"] += [c.text for c in done]
-        walls = [f"{out[mode]['wall_s']:.0f} s {mode}" for mode in MODES]
-        print(f"{at + len(group)}/{len(prompts)}: {', '.join(walls)}", file=sys.stderr, flush=True)
+        print_walls(out, at + len(group), len(prompts))
     return out
 
 

@@ -27,3 +27,9 @@ def command_line() -> str:
     """The command that ran this script, quoted so that it can be pasted back (an empty
     argument shows as '')."""
     return shlex.join([Path(sys.executable).name, *sys.argv])
+
+
+def print_walls(out: dict[str, dict], done: int, total: int) -> None:
+    """Progress to stderr: 'done/total: N s mode, ...' from each mode's running wall_s."""
+    walls = [f"{entry['wall_s']:.0f} s {mode}" for mode, entry in out.items()]
+    print(f"{done}/{total}: {', '.join(walls)}", file=sys.stderr, flush=True)

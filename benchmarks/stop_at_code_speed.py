@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import command_line, print_walls, replace_section  # noqa: E402
 
 from honed.artifacts import library_versions  # noqa: E402
 from honed.bench.machine import cpu_name  # noqa: E402
@@ -54,8 +54,7 @@ def run(backend, problems: list, max_new: int) -> dict:
             program = tasks.program_for(task, problem, completion.text, "chat")
             out[mode]["programs"].append(program)
             out[mode]["texts"].append(completion.text)
-        walls = [f"{out[mode]['wall_s']:.0f} s {mode}" for mode in MODES]
-        print(f"{n + 1}/{len(prompts)}: {', '.join(walls)}", file=sys.stderr, flush=True)
+        print_walls(out, n + 1, len(prompts))
     return out
 
 
