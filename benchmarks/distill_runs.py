@@ -410,7 +410,9 @@ def score(
 def evaluate(
     name: str, out: Path, ref: str, task: str, limit: int | None, times: WallTimes
 ) -> None:
-    """`honed eval` greedy with chat prompting, reused unless scored on another limit."""
+    """`honed eval` greedy with chat prompting, one prompt at a time (a batch can turn a
+    near-tie: every recorded score was drawn this way), reused unless scored on another
+    limit."""
     summary = out / "summary.json"
     if summary.is_file() and json.loads(summary.read_text())["params"]["limit"] != limit:
         summary.unlink()  # scored on another number of problems: score again
@@ -424,6 +426,8 @@ def evaluate(
         task,
         "--prompting",
         "chat",
+        "--batch-size",  # one prompt at a time, as every recorded score
+        "1",
         "--output",
         str(out),
         "--overwrite",
