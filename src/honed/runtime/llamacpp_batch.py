@@ -143,7 +143,7 @@ class BatchDecoder:
             if not live:
                 return first
             # in sequence order: llama.cpp splits a batch whose sequences come out of order
-            # into many small ones (3x slower steps here)
+            # into many small ones (each step much slower)
             batch.reset()
             at = {r: put(batch, tokens, pos, seq) for seq, tokens, pos, r in sorted(parts)}
             ctx.decode(batch)
