@@ -2,7 +2,7 @@
 
 Each prompt is its own sequence with its own KV stream, and each step decodes the next token
 of every unfinished row in one `llama_decode` call, so the weights are read once per step
-for the whole batch (on a 2-core CPU, 8 rows decode about 3x the tokens per second of one:
+for the whole batch (on a 2-core CPU, 8 rows decode about twice the tokens per second of one:
 `benchmarks/llamacpp_batch_speed.py`). A row leaves the batch, and its cache cells are freed,
 at its end-of-generation token, a stop string, when `params.finished` says its text is
 complete, or at its token budget.
