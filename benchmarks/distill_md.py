@@ -142,6 +142,9 @@ def markdown(record: dict) -> str:
         for task, scores in by_task(record, "pass@1").items()
     ]
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in record["wall_s"].items())
+    if kept := record.get("kept_step"):
+        steps = ", ".join(f"{name} {step}" for name, step in kept.items())
+        times += f". Steps kept (lowest validation loss): {steps}"
     return "\n".join(
         [
             heading(record),

@@ -364,6 +364,7 @@ def main() -> None:
         "pass@1": scores,
         "solved": solved,
         "wall_s": dict(times),
+        "kept_step": kept_steps({"student plain fine-tune": plain, "student distilled": distilled}),
         "bench": {
             name: {k: rows.get(ref, {}).get(k) for k in ("parameters", "decode_tok_s")}
             for name, ref in {**models, **speed_only}.items()
@@ -449,6 +450,16 @@ def seed_teacher_data(w: Path, target: Path, teacher: str, args: argparse.Namesp
             print(f"teacher answers: copied from {other}", flush=True)
             shutil.copytree(other, target)
             return
+
+
+def kept_steps(trained: dict[str, str]) -> dict[str, int]:
+    """The step each student ended at where it kept its best by validation loss."""
+    kept = {}
+    for name, path in trained.items():
+        metrics = json.loads((Path(path) / "manifest.json").read_text()).get("metrics", {})
+        if metrics.get("best_step") is not None:
+            kept[name] = metrics["best_step"]
+    return kept
 
 
 def forget_stale_bench(bench: Path, refs: list[str]) -> None:
