@@ -452,11 +452,11 @@ def seed_teacher_data(w: Path, target: Path, teacher: str, args: argparse.Namesp
             return
 
 
-def kept_steps(trained: dict[str, str]) -> dict[str, int]:
+def kept_steps(trained: dict[str, Path]) -> dict[str, int]:
     """The step each student ended at where it kept its best by validation loss."""
     kept = {}
     for name, path in trained.items():
-        metrics = json.loads((Path(path) / "manifest.json").read_text()).get("metrics", {})
+        metrics = json.loads((path / "manifest.json").read_text()).get("metrics", {})
         if metrics.get("best_step") is not None:
             kept[name] = metrics["best_step"]
     return kept
