@@ -65,7 +65,7 @@ from distill_md import (  # noqa: E402
 from paired import solved_problems  # noqa: E402
 from results_md import command_line, replace_section  # noqa: E402
 
-from honed.artifacts import library_versions  # noqa: E402
+from honed.artifacts import library_versions, read_manifest  # noqa: E402
 from honed.bench.machine import cpu_name, usable_cores  # noqa: E402
 
 WORK = Path("runs/distill-bench")
@@ -456,7 +456,7 @@ def kept_steps(trained: dict[str, Path]) -> dict[str, int]:
     """The step each student ended at where it kept its best by validation loss."""
     kept = {}
     for name, path in trained.items():
-        metrics = json.loads((path / "manifest.json").read_text()).get("metrics", {})
+        metrics = read_manifest(path).get("metrics", {})
         if metrics.get("best_step") is not None:
             kept[name] = metrics["best_step"]
     return kept
