@@ -25,17 +25,19 @@ def kd_given(settings: dict) -> list[tuple[str, object]]:
 
 
 STANDARD_STEPS = 64  # the training steps of every run recorded so far; other counts are named
-TRAINED_PART = re.compile(r"(lora|qlora|full|steps\d+|lr[\d.]+|best\d+)$")  # trained_given()
+STANDARD_ROWS = 374  # MBPP's whole train split; runs on fewer rows are named
+TRAINED_PART = re.compile(r"(lora|qlora|full|rows\d+|steps\d+|lr[\d.]+|best\d+)$")
 
 
 def trained_given(mode: str, settings: dict) -> list[tuple[str, str]]:
     """How both students were trained, where not as the standard run (fine-tune method,
-    steps, learning rate, the best of evaluations every N steps): (folder suffix part,
-    heading words) each. A part holds no '-', so that a folder suffix splits on it."""
+    train rows, steps, learning rate, the best of evaluations every N steps): (folder suffix
+    part, heading words) each. A part holds no '-', so that a folder suffix splits on it."""
     method = method_given(mode, settings)
-    steps, rate = settings.get("max_steps"), settings.get("learning_rate")
-    best = settings.get("keep_best_every")
+    rows, steps = settings.get("max_samples"), settings.get("max_steps")
+    rate, best = settings.get("learning_rate"), settings.get("keep_best_every")
     given = [(method, f"{method} fine-tune")] if method else []
+    given += [(f"rows{rows}", f"{rows} train rows")] if rows not in (None, STANDARD_ROWS) else []
     given += [(f"steps{steps}", f"{steps} steps")] if steps not in (None, STANDARD_STEPS) else []
     given += [(f"lr{rate:.10f}".rstrip("0"), f"learning rate {rate:g}")] if rate else []
     given += [(f"best{best}", f"best step of every {best}")] if best else []

@@ -16,11 +16,12 @@ The plain fine-tune uses the same rows, steps and learning rate as the distillat
 teacher's own passing answers to the same train problems (`--targets teacher`: sequence-level
 plus logit KD; `--targets both`: on the references and those answers), against the same
 plain fine-tune on MBPP's references; `--alpha`, `--temperature`, `--kd-loss` and
-`--on-policy` make other variants of the loss, and a
-`--method` other than the mode's default, `--max-steps` other than the 64 of every recorded run,
-a `--learning-rate` or `--keep-best-every N` (each student ends at its best step by validation
-loss, evaluated every N steps) trains both students that way (the plain fine-tune gets its
-own folder: `plain-full`, `plain-steps192`, `plain-best8`; teacher answers drawn the same way
+`--on-policy` make other variants of the loss, and a `--method` other than the mode's
+default, `--max-samples` other than all 374 train rows, `--max-steps` other than the
+standard 64, a `--learning-rate` or `--keep-best-every N` (each student ends at its best step
+by validation loss, evaluated every N steps) trains both students that way (the plain
+fine-tune gets its own folder: `plain-full`, `plain-rows64-steps16`, `plain-steps192`,
+`plain-best8`; teacher answers drawn the same way
 are copied from another variant rather than generated again). Each step's output is kept
 under runs/distill-bench/ and reused when run again (teacher, student before and the plain
 fine-tune are shared by every logits run trained the same way; a folder trained with other
@@ -29,7 +30,8 @@ being reused), so the script can be stopped and resumed; wall times of every ste
 recorded (in MODE/wall_s*.json, kept across resumes).
 
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
-    .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 64 --max-steps 16 --limit 50
+    .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 374 --max-steps 64 \
+        --limit 150 --dtype bfloat16
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 374 --max-steps 64 \
         --limit 150 --dtype bfloat16 [--targets teacher|both] [--candidates 4 \
         --teacher-temperature 0.8] \
@@ -54,6 +56,8 @@ sys.path.insert(0, str(HERE))
 from distill_md import (  # noqa: E402
     DEFAULT_ANSWERS,
     DEFAULT_METHOD,
+    STANDARD_ROWS,
+    STANDARD_STEPS,
     TRAINED_PART,
     answers_given,
     heading,
@@ -219,8 +223,10 @@ def variant_of(args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=sorted(PAIRS))
-    parser.add_argument("--max-samples", type=int, default=96, help="MBPP train rows used")
-    parser.add_argument("--max-steps", type=int, default=24)
+    parser.add_argument(
+        "--max-samples", type=int, default=STANDARD_ROWS, help="MBPP train rows used (all 374)"
+    )
+    parser.add_argument("--max-steps", type=int, default=STANDARD_STEPS)
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the stage's")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--method", default=None, help="default: lora (logits), full (sequence)")
@@ -254,7 +260,7 @@ def main() -> None:
     parser.add_argument(
         "--on-policy", type=float, help="share of on-policy batches (default: the stage's)"
     )
-    parser.add_argument("--limit", type=int, default=100, help="MBPP test problems scored")
+    parser.add_argument("--limit", type=int, default=150, help="MBPP test problems scored")
     parser.add_argument(
         "--tasks",
         type=lambda text: text.split(","),
