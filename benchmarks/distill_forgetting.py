@@ -63,6 +63,7 @@ def row(name: str, record: dict, task: str) -> str:
 
 
 def markdown(mode: str, task: str, rows: list[str]) -> str:
+    """The RESULTS.md section: heading, what the columns mean, the table."""
     head = (
         "| run | machine | problems | untrained | plain | plain lost / gained | distilled "
         "| distilled lost / gained | McNemar p (distilled vs plain) | teacher "

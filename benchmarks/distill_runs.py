@@ -21,8 +21,8 @@ default, `--max-samples` other than all 374 train rows, `--max-steps` other than
 standard 64, a `--learning-rate` or `--keep-best-every N` (each student ends at its best step
 by validation loss, evaluated every N steps) trains both students that way (the plain
 fine-tune gets its own folder: `plain-full`, `plain-rows64-steps16`, `plain-steps192`,
-`plain-best8`; teacher answers drawn the same way
-are copied from another variant rather than generated again). Each step's output is kept
+`plain-best8`; teacher answers drawn the same way are copied from another variant rather
+than generated again). Each step's output is kept
 under runs/distill-bench/ and reused when run again (teacher, student before and the plain
 fine-tune are shared by every logits run trained the same way; a folder trained with other
 rows, steps, batch, dtype, learning rate or best-step setting stops the run rather than
