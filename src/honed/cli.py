@@ -238,6 +238,14 @@ def run_quantize(cfg: QuantizeConfig) -> None:
     show_quantize(result.output, result.manifest)
 
 
+def greedy_line(agreement: dict[str, Any]) -> str:
+    """Exact matches, near-tie flips and where each pair first diverged, in one line."""
+    line = f"{agreement['exact_match']:.0%} of {agreement['prompts']} prompts exact"
+    if "near_ties" in agreement:  # manifests written before the near-tie count lack it
+        line += f", {agreement['near_ties']} more differ first at a near-tie"
+    return f"{line} (first divergence at token {agreement['first_divergence']})"
+
+
 def show_quantize(path: Path, manifest: dict[str, Any]) -> None:
     """Size, agreement and KL of the new variant against its source."""
     table = Table(title=f"honed quantize: {path}", show_header=False)
@@ -247,11 +255,7 @@ def show_quantize(path: Path, manifest: dict[str, Any]) -> None:
         size = checks["size_bytes"]
         agreement = checks["agreement"]
         table.add_row("size", f"{size['source'] / 1e6:.1f} MB -> {size['export'] / 1e6:.1f} MB")
-        table.add_row(
-            "greedy agreement",
-            f"{agreement['exact_match']:.0%} of {agreement['prompts']} prompts "
-            f"(first divergence at token {agreement['first_divergence']})",
-        )
+        table.add_row("greedy agreement", greedy_line(agreement))
         table.add_row("mean next-token KL", f"{checks['kl']['mean_kl']:.5f} nats")
         table.add_row("warnings", "; ".join(checks["warnings"]) or "none")
     out.print(table)

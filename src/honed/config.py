@@ -345,7 +345,17 @@ class QuantizeConfig(StageConfig):
         32, gt=0, description="Greedy tokens per prompt compared between source and export."
     )
     min_agreement: float = Field(
-        0.5, ge=0, le=1, description="Warn when the greedy exact-match rate falls below this."
+        0.5,
+        ge=0,
+        le=1,
+        description="Warn when greedy agreement falls below this (a pair that first differs "
+        "at a near-tie of the source counts as agreeing).",
+    )
+    near_tie_nats: float = Field(
+        1.0,
+        ge=0,
+        description="A flip is a near-tie when the source ranks the export's token within "
+        "this many nats of its own (0: only exact matches agree).",
     )
     max_kl: float = Field(
         0.1, ge=0, description="Warn when the mean next-token KL (nats) rises above this."

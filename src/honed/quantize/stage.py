@@ -134,7 +134,7 @@ def _checks(cfg: QuantizeConfig, method: Method, src: FloatSource, work: Path) -
                 return run_checks(
                     source, export,
                     source_path=src.float_dir, export_path=work,
-                    limits=Thresholds(cfg.min_agreement, cfg.max_kl),
+                    limits=Thresholds(cfg.min_agreement, cfg.max_kl, cfg.near_tie_nats),
                     n_prompts=cfg.check_prompts, max_new_tokens=cfg.check_max_new_tokens,
                 )  # fmt: skip
             finally:

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from honed.quantize.checks import Thresholds, first_difference, mean_kl, warnings_for
+from honed.quantize.checks import (
+    Thresholds,
+    first_difference,
+    greedy_agreement,
+    mean_kl,
+    warnings_for,
+)
+from honed.runtime.base import Completion
 
 
 def test_first_difference_finds_the_first_mismatch_or_none():
@@ -40,7 +47,7 @@ def healthy_checks() -> dict:
             "eos": [2, 2],
             "stop_tokens_missing": [],
         },
-        "agreement": {"exact_match": 1.0},
+        "agreement": {"exact_match": 1.0, "agreement": 1.0},
         "kl": {"mean_kl": 0.001},
     }
 
@@ -56,7 +63,7 @@ def test_a_faithful_export_raises_no_warning():
         (("special_tokens", "chat_template_matches"), False, "chat template"),
         (("special_tokens", "tokenization_matches"), False, "tokenization"),
         (("special_tokens", "stop_tokens_missing"), [7], "stop tokens lost"),
-        (("agreement", "exact_match"), 0.25, "greedy agreement 25%"),
+        (("agreement", "agreement"), 0.25, "greedy agreement 25%"),
         (("kl", "mean_kl"), 0.5, "KL 0.5000"),
     ],
 )
@@ -65,3 +72,59 @@ def test_each_kind_of_damage_is_flagged(path, value, expected):
     checks[path[0]][path[1]] = value
     found = warnings_for(checks, Thresholds(min_agreement=0.5, max_kl=0.1))
     assert len(found) == 1 and expected in found[0]
+
+
+class CharModel:
+    """A fake source backend on characters: token i is chr(i); its next-token logits prefer
+    `favourite` by `margin` nats over every other character, everywhere."""
+
+    def __init__(self, completions: list[str], favourite: str = "a", margin: float = 0.3):
+        self.completions, self.favourite, self.margin = completions, favourite, margin
+
+    def generate(self, prompts, params):
+        return [Completion(text, 1, len(text), 0.0, 0.0) for text in self.completions]
+
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def token_logits(self, ids: list[int]) -> np.ndarray:
+        logits = np.zeros((len(ids), 128), dtype=np.float32)
+        logits[:, ord(self.favourite)] = self.margin
+        return logits
+
+
+def test_a_flip_at_a_near_tie_counts_as_agreeing_and_a_far_one_does_not():
+    source = CharModel(["ab", "ac", "ad"], favourite="a", margin=0.3)
+    export = CharModel(["ab", "bc", "ad"])  # the second prompt's first token flipped a -> b
+    near = greedy_agreement(source, export, ("p", "q", "r"), 4, near_tie_nats=1.0)
+    assert near["exact_match"] == pytest.approx(2 / 3)
+    assert near["margin_nats"][0] is None and near["margin_nats"][2] is None
+    assert near["margin_nats"][1] == pytest.approx(0.3)  # logit of a minus logit of b
+    assert near["near_ties"] == 1 and near["agreement"] == 1.0
+    far = greedy_agreement(
+        CharModel(["ab", "ac", "ad"], margin=5.0), export, ("p", "q", "r"), 4, near_tie_nats=1.0
+    )
+    assert far["near_ties"] == 0 and far["agreement"] == pytest.approx(2 / 3)
+
+
+def test_a_completion_that_stops_early_is_no_near_tie():
+    source = CharModel(["abc"], margin=0.0)
+    found = greedy_agreement(source, CharModel(["ab"]), ("p",), 4)
+    assert found["margin_nats"] == [None] and found["agreement"] == 0.0
+
+
+def test_the_warning_names_exact_matches_and_the_near_tie_rule():
+    checks = healthy_checks()
+    checks["agreement"] = {"exact_match": 0.125, "agreement": 0.25}
+    (line,) = warnings_for(checks, Thresholds(min_agreement=0.5, near_tie_nats=1.0))
+    assert "greedy agreement 25%" in line and "exact match 12%" in line and "1.0 nats" in line
+
+
+def test_manifests_from_before_the_near_tie_count_still_warn_on_exact_match():
+    checks = healthy_checks()
+    checks["agreement"] = {"exact_match": 0.25}
+    (line,) = warnings_for(checks, Thresholds(min_agreement=0.5))
+    assert "greedy agreement 25%" in line
