@@ -15,8 +15,10 @@ The plain fine-tune uses the same rows, steps and learning rate as the distillat
 "gap closed" = (distilled - plain) / (teacher - plain). Logits mode can also distill on the
 teacher's own passing answers to the same train problems (`--targets teacher`: sequence-level
 plus logit KD; `--targets both`: on the references and those answers), against the same
-plain fine-tune on MBPP's references; `--alpha`, `--temperature`, `--kd-loss` and
-`--on-policy` make other variants of the loss, and a `--method` other than the mode's
+plain fine-tune on MBPP's references; `--extra-problems FILE` adds teacher-written problems
+(teacher_problems.py) to the distilled student's rows, not the plain one's; `--alpha`,
+`--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss, and a
+`--method` other than the mode's
 default, `--max-samples` other than all 374 train rows, `--max-steps` other than the
 standard 64, a `--learning-rate` or `--keep-best-every N` (each student ends at its best step
 by validation loss, evaluated every N steps) trains both students that way (the plain
@@ -153,14 +155,13 @@ def check_trained(out: Path, args: argparse.Namespace) -> None:
             )
 
 
-def training_args(args: argparse.Namespace) -> list[str]:
+def training_args(args: argparse.Namespace, data: list[str] | None = None) -> list[str]:
+    """`honed finetune`/`distill` options both students share; `data` replaces MBPP's train
+    split (`--data mbpp --max-samples N`)."""
     return [
-        "--data",
-        "mbpp",
+        *(data or ["--data", "mbpp", "--max-samples", str(args.max_samples)]),
         "--method",
         args.method,
-        "--max-samples",
-        str(args.max_samples),
         "--max-steps",
         str(args.max_steps),
         *(["--learning-rate", str(args.learning_rate)] if args.learning_rate else []),
@@ -183,6 +184,24 @@ def keep_best(every: int) -> list[str]:
     return ["--keep-best", "--eval-steps", str(every)]
 
 
+def extra_data(args: argparse.Namespace, where: Path) -> list[str]:
+    """`--extra-problems`: MBPP's train references (max_samples of them) and the teacher-written
+    problems' solutions as one jsonl, validated on MBPP's validation split as the plain
+    fine-tune is; the `honed distill` data options that train on it."""
+    from honed.data.builtin import load_mbpp, mbpp_row
+    from honed.data.sources import BadRows
+    from honed.evaluate.report import write_jsonl
+
+    splits = load_mbpp(BadRows(False))
+    extra = [json.loads(line) for line in args.extra_problems.read_text().splitlines() if line]
+    train = [*splits["train"][: args.max_samples], *map(mbpp_row, extra)]
+    pair = ("prompt", "completion")
+    where.mkdir(parents=True, exist_ok=True)
+    write_jsonl(where / "train.jsonl", [{k: row[k] for k in pair} for row in train])
+    write_jsonl(where / "validation.jsonl", [{k: r[k] for k in pair} for r in splits["validation"]])
+    return ["--data", str(where / "train.jsonl"), "--eval-data", str(where / "validation.jsonl")]
+
+
 def teacher_answers(args: argparse.Namespace) -> list[str]:
     """How the teacher answers the train problems (sequence mode, or logits on its answers)."""
     targets = ["--targets", args.targets] if args.targets != "data" else []
@@ -201,6 +220,15 @@ def kd_args(args: argparse.Namespace) -> list[str]:
     return [text for flag, value in given for text in (f"--{flag.replace('_', '-')}", str(value))]
 
 
+def extra_rows(path: Path | None) -> int | None:
+    """How many teacher-written problems a `--extra-problems` file holds (None: no file)."""
+    if path is None:
+        return None
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: write it with benchmarks/teacher_problems.py")
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
 def trained_as(args: argparse.Namespace) -> str:
     """'' for the standard run's training (the mode's method, 64 steps, the stage's learning
     rate), else what differs: both students trained that way, so the plain fine-tune gets its
@@ -216,6 +244,7 @@ def variant_of(args: argparse.Namespace) -> str:
     parts = [f"{targets}-targets"] if targets else []
     answers = answers_given(args.mode, vars(args))
     parts += [f"candidates{answers[0]}-teacher-temperature{answers[1]}"] if answers else []
+    parts += [f"extra{args.extra_rows}"] if args.extra_problems else []
     parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
     return trained_as(args) + "".join(f"-{part}" for part in parts)
 
@@ -260,6 +289,12 @@ def main() -> None:
     parser.add_argument(
         "--on-policy", type=float, help="share of on-policy batches (default: the stage's)"
     )
+    parser.add_argument(
+        "--extra-problems",
+        type=Path,
+        help="the distilled student also trains on these teacher-written problems "
+        "(teacher_problems.py's problems.jsonl); the plain fine-tune does not",
+    )
     parser.add_argument("--limit", type=int, default=150, help="MBPP test problems scored")
     parser.add_argument(
         "--tasks",
@@ -285,6 +320,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.method = args.method or DEFAULT_METHOD[args.mode]
+    args.extra_rows = extra_rows(args.extra_problems)
     candidates, temperature = DEFAULT_ANSWERS[args.mode]
     args.candidates = args.candidates or candidates
     if args.teacher_temperature is None:
@@ -310,6 +346,7 @@ def main() -> None:
     teacher_targets = args.mode == "sequence" or args.targets != "data"
     if teacher_targets:
         seed_teacher_data(w, w / f"distilled{variant}-teacher-data", teacher, args)
+    data = extra_data(args, w / f"distilled{variant}-data") if args.extra_problems else None
     distilled = step(
         "distill",
         w / f"distilled{variant}",
@@ -322,7 +359,7 @@ def main() -> None:
         args.mode,
         "--output",
         str(w / f"distilled{variant}"),
-        *training_args(args),
+        *training_args(args, data),
         *(teacher_answers(args) if teacher_targets else []),
         *(["--teacher-dtype", args.dtype] if args.mode == "logits" else []),
         *kd_args(args),
