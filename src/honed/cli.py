@@ -204,8 +204,8 @@ def root() -> None:
 @stage_command(
     "eval",
     EvalConfig,
-    "Evaluate a model: pass@k on humaneval/mbpp/mbpp-sanitized (sandboxed), text metrics on "
-    "text:SPEC.",
+    "Evaluate a model: pass@k on humaneval/mbpp/mbpp-sanitized/code:FILE (sandboxed), text "
+    "metrics on text:SPEC.",
 )
 def run_eval(cfg: EvalConfig) -> None:
     """Run the eval stage and print its headline numbers."""

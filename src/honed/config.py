@@ -32,7 +32,7 @@ class FinetuneConfig(StageConfig):
     )
     data: str = Field(
         "mbpp",
-        description="Data: jsonl/json file, HF dataset, mbpp, quotes, canard, code-dir:PATH, py-functions:PATH.",
+        description="Data: jsonl/json file, HF dataset, mbpp, quotes, canard, code:FILE (your problems with tests), code-dir:PATH, py-functions:PATH.",
     )
     method: Literal["full", "lora", "qlora"] = Field(
         "lora", description="full weights, LoRA adapters, or LoRA on a 4-bit NF4 base."
@@ -252,7 +252,7 @@ class EvalConfig(RuntimeConfig):
 
     task: str = Field(
         "humaneval",
-        description="Task: humaneval, mbpp (test split), mbpp-train, mbpp-sanitized, or text:SPEC (jsonl/json file, canard, quotes).",
+        description="Task: humaneval, mbpp (test split), mbpp-train, mbpp-sanitized, code:FILE (your own problems with tests, MBPP layout), or text:SPEC (jsonl/json file, canard, quotes).",
     )
     output: Path | None = Field(
         None, description="Directory for samples and summary (default runs/eval-<model>-<task>)."
@@ -377,7 +377,8 @@ class BenchConfig(StageConfig):
         None, description="A text file (one prompt a line) or jsonl with a 'prompt' field."
     )
     task: str | None = Field(
-        None, description="Draw prompts from a task: humaneval, mbpp, mbpp-sanitized, text:SPEC."
+        None,
+        description="Draw prompts from a task: humaneval, mbpp, mbpp-sanitized, code:FILE, text:SPEC.",
     )
     n_prompts: int = Field(8, gt=0, description="Prompts to use (the first N).")
     runs: int = Field(3, gt=0, description="Timed passes over the prompts.")

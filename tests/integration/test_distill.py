@@ -246,6 +246,26 @@ def test_sequence_mode_trains_only_on_answers_that_pass(tiny_causal, tmp_path, m
     assert all(r["completion"] == references[r["task_id"]] for r in rows)
 
 
+def test_sequence_mode_on_your_own_problems(tiny_causal, tmp_path, monkeypatch):
+    """--data code:FILE: the teacher answers the file's problems, the passing answers stay."""
+    import honed.evaluate.run as run
+    from honed.data.builtin import find_data_file
+
+    lines = find_data_file("mbpp.jsonl").read_text().splitlines()
+    raw = [row for row in map(json.loads, lines) if 601 <= row["task_id"] <= 604]
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("".join(json.dumps(row) + "\n" for row in raw))
+    real = run.evaluate
+    monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, ScriptedTeacher(2)))
+    cfg = config(tmp_path, tiny_causal, f"code:{mine}", mode="sequence",
+                 student=str(tiny_causal), candidates=1, teacher_temperature=0.0, max_steps=2,
+                 max_length=512, val_fraction=0.0)  # fmt: skip
+    made = distill(cfg).manifest["distill"]["teacher_data"]
+    assert made["candidates"] == 4 and made["kept"] == 2
+    rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
+    assert sorted(r["task_id"] for r in rows) == ["601", "602"]  # the file's own ids
+
+
 class StoppedTeacher(ScriptedTeacher):
     """Ctrl-C at the teacher's generate call number `stop_at`; counts the prompts it answers."""
 

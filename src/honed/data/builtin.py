@@ -1,4 +1,4 @@
-"""Built-in data formats: mbpp, quotes, canard, code-dir:PATH and py-functions:PATH.
+"""Built-in data formats: mbpp, quotes, canard, code:FILE, code-dir:PATH and py-functions:PATH.
 
 Each returns rows with `prompt` and `completion` (or `text` for raw next-token training) plus
 the original fields, split without leakage: MBPP by its standard task-id ranges, CANARD by
@@ -199,7 +199,18 @@ NAMED_FORMATS: dict[str, Callable[[BadRows], Splits]] = {
     "quotes": load_quotes,
     "canard": load_canard,
 }
+
+
+def load_code_problems(path: Path) -> Splits:
+    """code:FILE, your own problems with tests: the reference solutions, all of them train
+    rows (validation is carved from them, or given with --eval-data)."""
+    from honed.evaluate.own_tasks import training_rows
+
+    return {"train": training_rows(path)}
+
+
 PATH_FORMATS: dict[str, Callable[[Path], Splits]] = {
+    "code": load_code_problems,
     "code-dir": load_code_dir,
     "py-functions": load_py_functions,
 }

@@ -74,7 +74,8 @@ def read_hf_dataset(name: str) -> Splits:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HonedError(
             f"data '{name}' not found ({first}): pass a .jsonl/.json file, a built-in format "
-            "(mbpp, quotes, canard, code-dir:PATH, py-functions:PATH) or a reachable HF dataset"
+            "(mbpp, quotes, canard, code:FILE, code-dir:PATH, py-functions:PATH) or a reachable HF "
+            "dataset"
         ) from exc
     return {
         split: [{**row, "_where": f"{name}[{split}]:{i + 1}"} for i, row in enumerate(ds)]
@@ -98,5 +99,5 @@ def load_splits(spec: str, bad: BadRows) -> Splits:
         return read_hf_dataset(spec)
     raise HonedError(
         f"data '{spec}' not found: pass a .jsonl/.json file, an HF dataset id, or one of "
-        f"{', '.join(builtin.NAMED_FORMATS)}, code-dir:PATH, py-functions:PATH"
+        f"{', '.join(builtin.NAMED_FORMATS)}, code:FILE, code-dir:PATH, py-functions:PATH"
     )

