@@ -10,12 +10,12 @@ decode tokens/s, batched throughput, load time, size on disk, peak memory and th
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from honed.bench.memory import peak_rss_bytes
 from honed.bench.roofline import parameter_count, roofline, weight_bytes_per_token
 from honed.bench.stats import summarize
 from honed.config import BenchConfig
@@ -76,21 +76,6 @@ def speeds(done: list[Completion]) -> dict[str, Any]:
         "decode_tok_s": summarize(decode),
         "mean_new_tokens": sum(c.completion_tokens for c in done) / len(done),
     }
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory since it started its program.
-
-    /proc's VmHWM belongs to this program's address space. getrusage's ru_maxrss does not:
-    a child started by fork (or vfork) then exec starts from its parent's high-water mark,
-    so each model's row showed at least the bench parent's peak.
-    """
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def peak_memory() -> dict[str, float | None]:

@@ -201,6 +201,10 @@ class KDTrainer(HonedSFTTrainer):
         try:
             return super().training_step(model, inputs, *args, **kwargs)
         finally:
+            if self._sampled:
+                from honed.distill.onpolicy import return_freed_memory
+
+                return_freed_memory()
             self._sampled = False
 
     def compute_loss(

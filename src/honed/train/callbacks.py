@@ -1,4 +1,5 @@
-"""Trainer callbacks: metrics.jsonl with tokens/s, a non-finite-loss guard, and Ctrl-C.
+"""Trainer callbacks: metrics.jsonl with tokens/s and resident memory, a non-finite-loss
+guard, and Ctrl-C.
 
 The guard and the interrupt handler only set flags and steer the trainer's control object,
 so the HF/TRL training loop stays the one that runs.
@@ -19,12 +20,16 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
+from honed.bench.memory import peak_rss_bytes, resident_bytes
+
 # kd and ce: the two parts of the distillation loss (honed distill, logits mode)
 LOGGED_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "kd", "ce")
 
 
 class MetricsLogger(TrainerCallback):
-    """Append one JSON line per log event: loss, eval loss, lr, grad norm, real tokens/s."""
+    """Append one JSON line per log event: loss, eval loss, lr, grad norm, real tokens/s, and
+    this process's resident memory now and at its peak (GB; a slow climb over steps shows a
+    run heading for the out-of-memory killer before it gets there)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -52,6 +57,10 @@ class MetricsLogger(TrainerCallback):
             record["tokens_per_s"] = round((tokens - self._last[1]) / (now - self._last[0]), 2)
             record["tokens_seen"] = tokens
             self._last = (now, tokens)
+            resident, peak = resident_bytes(), peak_rss_bytes()
+            record.update(
+                {"rss_gb": round((resident or 0) / 1e9, 2), "peak_rss_gb": round(peak / 1e9, 2)}
+            )
         with self.path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
 
