@@ -80,17 +80,27 @@ def ask(train: list[dict], rng: random.Random) -> str:
 
 def parse(reply: str) -> dict | None:
     """Problem text, solution and asserts of a reply in the asked layout; None otherwise."""
-    found = re.search(r"Problem:\s*(.+?)\s*```", reply, re.S)
+    found = re.search(r"Problem:\s*(.+?)\s*(?:Solution:\s*)?```", reply, re.S)
     blocks = [block.code for block in fenced_blocks(reply)]
-    if not found or len(blocks) < 2:
+    if not found or not blocks:
         return None
-    code, tests = blocks[0].strip(), blocks[1]
-    asserts = [line.strip() for line in tests.splitlines() if line.strip().startswith("assert")]
+    # the tests' own block, or (a reply that put them there) the solution's top-level asserts
+    code, asserts = top_level_asserts(blocks[0])
+    if len(blocks) > 1:
+        asserts = top_level_asserts(blocks[1])[1]
     called = {name for line in asserts for name in re.findall(r"\b(\w+)\s*\(", line)}
     entry = next((name for name in sorted(called) if defines(code, name)), None)
     if len(asserts) < 2 or entry is None:
         return None
     return {"text": found.group(1).strip(), "code": code, "test_list": asserts[:5]}
+
+
+def top_level_asserts(block: str) -> tuple[str, list[str]]:
+    """A block without its unindented assert lines, and those lines."""
+    lines = block.strip().splitlines()
+    asserts = [line.strip() for line in lines if line.startswith("assert")]
+    code = "\n".join(line for line in lines if not line.startswith("assert"))
+    return code.strip(), asserts
 
 
 def bigrams(text: str) -> set[tuple[str, str]]:
@@ -113,15 +123,15 @@ def passes(problem: dict) -> bool:
     return run_program(program, SandboxLimits(timeout_s=10.0)).status == "passed"
 
 
-def generate(args: argparse.Namespace, replies: Path, train: list[dict]) -> dict:
-    """Ask the teacher for every request not answered yet; returns time and token counts."""
+def generate(args: argparse.Namespace, replies: Path, train: list[dict]) -> None:
+    """Ask the teacher for every request not answered yet (appended to replies)."""
     done = len(replies.read_text().splitlines()) if replies.is_file() else 0
     rng = random.Random(args.seed)
     requests = [ask(train, rng) for _ in range(args.prompts)]
     todo = list(range(done, args.prompts))
-    stats = {"generation_s": 0.0, "completion_tokens": 0, "replies_before": done}
     if not todo:
-        return stats
+        return
+
     backend = load_backend(args.teacher, backend="llama.cpp", batch_size=args.batch_size)
     params = GenerationParams(max_new_tokens=384, temperature=args.temperature, top_p=0.95)
     prompts = [backend.chat_prompt([{"role": "user", "content": r}]) for r in requests]
@@ -131,14 +141,26 @@ def generate(args: argparse.Namespace, replies: Path, train: list[dict]) -> dict
             start = time.perf_counter()
             seeded = replace(params, seed=args.seed + ids[0])
             out = backend.generate([prompts[i] for i in ids], seeded)
-            stats["generation_s"] += time.perf_counter() - start
+            share = (time.perf_counter() - start) / len(ids)  # the chunk's time, per reply
             for i, completion in zip(ids, out, strict=True):
-                stats["completion_tokens"] += completion.completion_tokens
-                fh.write(json.dumps({"request": i, "reply": completion.text}) + "\n")
+                tokens = completion.completion_tokens
+                row = {"request": i, "reply": completion.text, "tokens": tokens, "s": share}
+                fh.write(json.dumps(row) + "\n")
             fh.flush()
             print(f"{ids[-1] + 1}/{args.prompts} replies", flush=True)
     backend.close()
-    return stats
+
+
+def generation_stats(replies: Path) -> dict:
+    """Generation time and tokens summed over the replies that recorded them (replies from
+    before the script recorded them count apart)."""
+    rows = [json.loads(line) for line in replies.read_text().splitlines()]
+    timed = [r for r in rows if "s" in r]
+    return {
+        "generation_s": round(sum(r["s"] for r in timed), 1),
+        "completion_tokens": sum(r["tokens"] for r in timed),
+        "replies_untimed": len(rows) - len(timed),
+    }
 
 
 def keep(replies: Path, rows: list[dict], max_overlap: float) -> tuple[list[dict], dict]:
@@ -181,7 +203,7 @@ def main() -> None:
     rows = mbpp_rows()
     replies = args.out / "replies.jsonl"
     shown = [r for r in rows if r["split"] == "train" and len(r["code"]) <= 400]
-    stats = generate(args, replies, shown)
+    generate(args, replies, shown)
     kept, counts = keep(replies, rows, args.max_overlap)
     problems = args.out / "problems.jsonl"
     problems.write_text("".join(json.dumps(p) + "\n" for p in kept))
@@ -194,7 +216,7 @@ def main() -> None:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "replies": len(replies.read_text().splitlines()),
         **counts,
-        **stats,
+        **generation_stats(replies),
         "problems": str(problems),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
