@@ -115,7 +115,10 @@ def _divergence(source: Backend, ours: str, theirs: str) -> int | None:
 def flip_margin(source: Backend, prompt: str, ours: str, theirs: str) -> float | None:
     """How many nats below its own token the source ranks the export's, at the first token
     where the two completions differ (by the source's tokenizer); None where one completion
-    is a prefix of the other (one stopped: no token to compare)."""
+    is a prefix of the other (one stopped: no token to compare), and for text-to-text
+    sources, whose answers do not continue the prompt (their flips count as disagreeing)."""
+    if getattr(source, "is_seq2seq", False):
+        return None
     a, b = source.tokenize(prompt + ours), source.tokenize(prompt + theirs)
     at = first_difference(a, b)
     if at is None or at >= min(len(a), len(b)) or at == 0:

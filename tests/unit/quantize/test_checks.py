@@ -128,3 +128,11 @@ def test_manifests_from_before_the_near_tie_count_still_warn_on_exact_match():
     checks["agreement"] = {"exact_match": 0.25}
     (line,) = warnings_for(checks, Thresholds(min_agreement=0.5))
     assert "greedy agreement 25%" in line
+
+
+def test_text_to_text_sources_get_no_margin():
+    """A T5 answer does not continue its prompt: its flips are not scored as near-ties."""
+    source = CharModel(["ab", "ac"], margin=0.0)
+    source.is_seq2seq = True
+    found = greedy_agreement(source, CharModel(["ab", "bc"]), ("p", "q"), 4)
+    assert found["margin_nats"] == [None, None] and found["near_ties"] == 0
