@@ -18,13 +18,12 @@ plus logit KD; `--targets both`: on the references and those answers), against t
 plain fine-tune on MBPP's references; `--extra-problems FILE` adds teacher-written problems
 (teacher_problems.py) to the distilled student's rows, not the plain one's; `--alpha`,
 `--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss, and a
-`--method` other than the mode's
-default, `--max-samples` other than all 374 train rows, `--max-steps` other than the
-standard 64, a `--learning-rate` or `--keep-best-every N` (each student ends at its best step
-by validation loss, evaluated every N steps) trains both students that way (the plain
-fine-tune gets its own folder: `plain-full`, `plain-rows64-steps16`, `plain-steps192`,
-`plain-best8`; teacher answers drawn the same way are copied from another variant rather
-than generated again). Each step's output is kept
+`--method` other than the mode's default, `--max-samples` other than all 374 train rows,
+`--max-steps` other than the standard 64, a `--learning-rate` or `--keep-best-every N` (each
+student ends at its best step by validation loss, evaluated every N steps) trains both
+students that way (the plain fine-tune gets its own folder: `plain-full`,
+`plain-rows64-steps16`, `plain-steps192`, `plain-best8`; teacher answers drawn the same way
+are copied from another variant rather than generated again). Each step's output is kept
 under runs/distill-bench/ and reused when run again (teacher, student before and the plain
 fine-tune are shared by every logits run trained the same way; a folder trained with other
 rows, steps, batch, dtype, learning rate or best-step setting stops the run rather than
@@ -185,16 +184,16 @@ def keep_best(every: int) -> list[str]:
 
 
 def extra_data(args: argparse.Namespace, where: Path) -> list[str]:
-    """`--extra-problems`: MBPP's train references (max_samples of them) and the teacher-written
-    problems' solutions as one jsonl, validated on MBPP's validation split as the plain
-    fine-tune is; the `honed distill` data options that train on it."""
+    """`--extra-problems`: MBPP's 374 train references and the teacher-written problems'
+    solutions as one jsonl, validated on MBPP's validation split as the plain fine-tune is;
+    the `honed distill` data options that train on it."""
     from honed.data.builtin import load_mbpp, mbpp_row
     from honed.data.sources import BadRows
     from honed.evaluate.report import write_jsonl
 
     splits = load_mbpp(BadRows(False))
     extra = [json.loads(line) for line in args.extra_problems.read_text().splitlines() if line]
-    train = [*splits["train"][: args.max_samples], *map(mbpp_row, extra)]
+    train = [*splits["train"], *map(mbpp_row, extra)]
     pair = ("prompt", "completion")
     where.mkdir(parents=True, exist_ok=True)
     write_jsonl(where / "train.jsonl", [{k: row[k] for k in pair} for row in train])
@@ -220,10 +219,16 @@ def kd_args(args: argparse.Namespace) -> list[str]:
     return [text for flag, value in given for text in (f"--{flag.replace('_', '-')}", str(value))]
 
 
-def extra_rows(path: Path | None) -> int | None:
-    """How many teacher-written problems a `--extra-problems` file holds (None: no file)."""
+def extra_rows(path: Path | None, max_samples: int) -> int | None:
+    """How many teacher-written problems a `--extra-problems` file holds (None: no file).
+    They join all 374 references: the plain fine-tune draws fewer rows at random, which
+    those would not match."""
     if path is None:
         return None
+    if max_samples != STANDARD_ROWS:
+        raise SystemExit(
+            f"--extra-problems trains on all {STANDARD_ROWS} train rows: drop --max-samples"
+        )
     if not path.is_file():
         raise SystemExit(f"{path} not found: write it with benchmarks/teacher_problems.py")
     return sum(1 for line in path.read_text().splitlines() if line.strip())
@@ -320,7 +325,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.method = args.method or DEFAULT_METHOD[args.mode]
-    args.extra_rows = extra_rows(args.extra_problems)
+    args.extra_rows = extra_rows(args.extra_problems, args.max_samples)
     candidates, temperature = DEFAULT_ANSWERS[args.mode]
     args.candidates = args.candidates or candidates
     if args.teacher_temperature is None:

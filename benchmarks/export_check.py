@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
-from honed.artifacts import library_versions  # noqa: E402
-from honed.bench.machine import cpu_name, usable_cores  # noqa: E402
 from honed.quantize.checks import Thresholds, run_checks  # noqa: E402
 from honed.quantize.methods import GGUF_OPTIONS  # noqa: E402
 from honed.runtime.base import load_backend  # noqa: E402
@@ -65,7 +62,8 @@ def markdown(record: dict) -> str:
         HEADING, "",
         f"Measured {record['date']} on {record['machine']['cpu']}, {record['machine']['cores']} "
         f"cores; `{record['command']}`. Each export against its float source, as `honed "
-        f"quantize` checks it: {record['prompts']} fixed prompts, greedy, 32 new tokens; a "
+        f"quantize` checks it: {record['prompts']} fixed prompts, greedy, "
+        f"{record['max_new_tokens']} new tokens; a "
         f"flip counts as a near-tie when the source ranks the export's token within "
         f"{record['near_tie_nats']} nats of its own.", "",
         *rows,
@@ -82,12 +80,10 @@ def main() -> None:
     results = [check(pair, args.threads, limits) for pair in args.pairs]
     record = {
         "benchmark": "export_check",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "cores": usable_cores()},
-        "versions": library_versions(("llama-cpp-python",)),
+        **provenance(("llama-cpp-python",)),
         "near_tie_nats": limits.near_tie_nats,
         "prompts": results[0]["agreement"]["prompts"],
+        "max_new_tokens": results[0]["agreement"]["max_new_tokens"],
         "results": results,
     }
     print(markdown(record))

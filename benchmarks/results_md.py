@@ -23,6 +23,22 @@ def replace_section(heading: str, section: str) -> None:
     path.write_text(text)
 
 
+def provenance(libraries: tuple[str, ...] = ()) -> dict:
+    """What every record says of its run: when, the command, the machine, library versions
+    (honed's own list plus `libraries`)."""
+    from datetime import datetime, timezone
+
+    from honed.artifacts import library_versions
+    from honed.bench.machine import cpu_name, usable_cores
+
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "machine": {"cpu": cpu_name(), "cores": usable_cores()},
+        "versions": library_versions(libraries),
+    }
+
+
 def command_line() -> str:
     """The command that ran this script, quoted so that it can be pasted back (an empty
     argument shows as '')."""

@@ -29,16 +29,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line  # noqa: E402
+from results_md import provenance  # noqa: E402
 
-from honed.artifacts import library_versions  # noqa: E402
-from honed.bench.machine import cpu_name, usable_cores  # noqa: E402
-from honed.data.builtin import MBPP_RANGES, find_data_file  # noqa: E402
+from honed.data.builtin import load_mbpp  # noqa: E402
+from honed.data.sources import BadRows  # noqa: E402
 from honed.evaluate.extract import defines, fenced_blocks  # noqa: E402
 from honed.evaluate.sandbox import SandboxLimits, run_program  # noqa: E402
 from honed.runtime.base import GenerationParams, load_backend  # noqa: E402
@@ -54,15 +52,10 @@ EXAMPLE = "Problem: {text}\n```python\n{code}\n```\nTests:\n```python\n{tests}\n
 
 
 def mbpp_rows() -> list[dict]:
-    """Every row of MBPP (all splits); `split` added from its task id."""
-    path = find_data_file("mbpp.jsonl")
-    if path is None:
-        raise SystemExit("mbpp.jsonl not found: set HONED_DATA_DIR to ../shared/data")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    for row in rows:
-        tid = int(row["task_id"])
-        row["split"] = next(n for n, (lo, hi) in MBPP_RANGES.items() if lo <= tid <= hi)
-    return rows
+    """Every row of MBPP (all splits, honed's loader), each with its `split`."""
+    splits = load_mbpp(BadRows(False))
+    rows = [{**row, "split": split} for split, rows in splits.items() for row in rows]
+    return sorted(rows, key=lambda row: int(row["task_id"]))  # the file's order
 
 
 def ask(train: list[dict], rng: random.Random) -> str:
@@ -209,10 +202,7 @@ def main() -> None:
     problems.write_text("".join(json.dumps(p) + "\n" for p in kept))
     summary = {
         "benchmark": "teacher_problems",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "cores": usable_cores()},
-        "versions": library_versions(("llama-cpp-python",)),
+        **provenance(("llama-cpp-python",)),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "replies": len(replies.read_text().splitlines()),
         **counts,

