@@ -27,6 +27,7 @@ import random
 import re
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -110,10 +111,14 @@ def function_name(code: str) -> str | None:
     return found.group(1) if found else None
 
 
-def passes(problem: dict) -> bool:
-    """The solution and its asserts run to the end in the sandbox."""
+def outcome(problem: dict) -> str:
+    """'passed' when the solution and its asserts run to the end in the sandbox, else why
+    not: the status and the exception's name ('failed: AssertionError', 'timeout: ...')."""
     program = problem["code"] + "\n\n" + "\n".join(problem["test_list"]) + "\n"
-    return run_program(program, SandboxLimits(timeout_s=10.0)).status == "passed"
+    result = run_program(program, SandboxLimits(timeout_s=10.0))
+    if result.status == "passed":
+        return "passed"
+    return f"{result.status}: {result.message.split(':')[0][:40]}"
 
 
 def generate(args: argparse.Namespace, replies: Path, train: list[dict]) -> None:
@@ -161,11 +166,13 @@ def keep(replies: Path, rows: list[dict], max_overlap: float) -> tuple[list[dict
     lines = replies.read_text().splitlines()
     parsed = [p for line in lines if (p := parse(json.loads(line)["reply"]))]
     with ThreadPoolExecutor(2) as pool:
-        passing = [p for p, ok in zip(parsed, pool.map(passes, parsed), strict=True) if ok]
+        outcomes = list(pool.map(outcome, parsed))
+    passing = [p for p, why in zip(parsed, outcomes, strict=True) if why == "passed"]
     test_names = {function_name(r["code"]) for r in rows if r["split"] == "test"}
     known = [bigrams(r["text"]) for r in rows]
     counts = {"parsed": len(parsed), "passed": len(passing), "near_mbpp": 0, "test_name": 0}
     counts["duplicate"] = 0
+    counts["not_passed"] = dict(Counter(why for why in outcomes if why != "passed").most_common())
     kept: list[dict] = []
     for problem in passing:
         words = bigrams(problem["text"])
