@@ -17,7 +17,10 @@ teacher's own passing answers to the same train problems (`--targets teacher`: s
 plus logit KD; `--targets both`: on the references and those answers), against the same
 plain fine-tune on MBPP's references; `--extra-problems FILE` adds teacher-written problems
 (teacher_problems.py) to the distilled student's rows, not the plain one's; `--alpha`,
-`--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss, and a
+`--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss;
+`--tuned-teacher` first fine-tunes the teacher on the students' rows, steps and learning rate
+(the task-specific recipe: the teacher knows MBPP's conventions before it teaches) and
+measures the gap to that teacher, scored beside the teacher as shipped; a
 `--method` other than the mode's default, `--max-samples` other than all 374 train rows,
 `--max-steps` other than the standard 64, a `--learning-rate` or `--keep-best-every N` (each
 student ends at its best step by validation loss, evaluated every N steps) trains both
@@ -37,7 +40,7 @@ recorded (in MODE/wall_s*.json, kept across resumes).
         --limit 150 --dtype bfloat16 [--targets teacher|both] [--candidates 4 \
         --teacher-temperature 0.8] \
         [--tasks mbpp,humaneval] [--alpha 0.9 --temperature 2 | --on-policy 0.5] [--method full] \
-        [--keep-best-every 8 --eval-rows 90]
+        [--keep-best-every 8 --eval-rows 90] [--tuned-teacher]
 """
 
 from __future__ import annotations
@@ -97,11 +100,18 @@ class WallTimes(dict):
         super().__init__(_load(path))
         self.path = path
         self.elsewhere: dict[str, float] = {}
+        tuned = tuned_teacher(path.stem)
         for other in sorted(path.parent.glob("wall_s*.json")):
             same = trained_of(other.stem.removeprefix("wall_s")) == trained
+            same_teacher = tuned_teacher(other.stem) == tuned
             if other != path:
                 self.elsewhere.update(
-                    {k: v for k, v in _load(other).items() if same or "plain" not in k}
+                    {
+                        k: v
+                        for k, v in _load(other).items()
+                        if (same and same_teacher)
+                        or ("plain" not in k and (same_teacher or "teacher" not in k))
+                    }
                 )
 
     def __setitem__(self, key: str, value: float) -> None:
@@ -115,6 +125,15 @@ def trained_of(variant: str) -> str:
     ('' for the standard run; '-full', '-steps192', ...)."""
     parts = itertools.takewhile(TRAINED_PART.match, variant.split("-")[1:])
     return "".join(f"-{part}" for part in parts)
+
+
+def tuned_teacher(name: str) -> bool:
+    """Whether a variant's folder or file name is of a run with a fine-tuned teacher."""
+    return f"-{TUNED}" in name
+
+
+TUNED = "tuned-teacher"  # the variant part of `--tuned-teacher`
+TEACHER_FORMAT = "gguf-q4_k_m"  # the shared teacher files' type; a tuned teacher's export
 
 
 def _load(path: Path) -> dict[str, float]:
@@ -250,6 +269,7 @@ def variant_of(args: argparse.Namespace) -> str:
     answers = answers_given(args.mode, vars(args))
     parts += [f"candidates{answers[0]}-teacher-temperature{answers[1]}"] if answers else []
     parts += [f"extra{args.extra_rows}"] if args.extra_problems else []
+    parts += [TUNED] if args.tuned_teacher else []
     parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
     return trained_as(args) + "".join(f"-{part}" for part in parts)
 
@@ -300,6 +320,12 @@ def main() -> None:
         help="the distilled student also trains on these teacher-written problems "
         "(teacher_problems.py's problems.jsonl); the plain fine-tune does not",
     )
+    parser.add_argument(
+        "--tuned-teacher",
+        action="store_true",
+        help="fine-tune the teacher first, as the students are trained (same rows, steps, "
+        "learning rate, method), and distill from it; the gap is measured to it",
+    )
     parser.add_argument("--limit", type=int, default=150, help="MBPP test problems scored")
     parser.add_argument(
         "--tasks",
@@ -335,7 +361,8 @@ def main() -> None:
     variant = variant_of(args)
     times = WallTimes(w / f"wall_s{variant}.json", trained_as(args))
     plain_dir = w / f"plain{trained_as(args)}"
-    for out in (plain_dir, w / f"distilled{variant}"):
+    tuned_dir = w / f"teacher-tuned{trained_as(args)}"
+    for out in (plain_dir, w / f"distilled{variant}", tuned_dir):
         check_trained(out, args)
     plain = step(
         "plain fine-tune",
@@ -348,6 +375,14 @@ def main() -> None:
         *training_args(args),
         times=times,
     )
+    models = {"teacher": teacher, "student before": student}
+    if args.tuned_teacher:
+        teacher = str(fine_tune_teacher(teacher, tuned_dir, args, times))
+        models = {
+            "teacher": export("teacher", Path(teacher), TEACHER_FORMAT, times),
+            "teacher before fine-tune": models["teacher"],
+            "student before": student,
+        }
     teacher_targets = args.mode == "sequence" or args.targets != "data"
     if teacher_targets:
         seed_teacher_data(w, w / f"distilled{variant}-teacher-data", teacher, args)
@@ -370,7 +405,6 @@ def main() -> None:
         *kd_args(args),
         times=times,
     )
-    models = {"teacher": teacher, "student before": student}
     for name, path in (("student plain fine-tune", plain), ("student distilled", distilled)):
         models[name] = export(name, path, "gguf-q8_0", times)
     speed_only = {}  # benched, not scored: the student in the teacher file's own GGUF type
@@ -426,6 +460,21 @@ def main() -> None:
         replace_section(heading(record), markdown(record))
 
 
+def fine_tune_teacher(teacher: str, out: Path, args: argparse.Namespace, times: WallTimes) -> Path:
+    """`--tuned-teacher`: the teacher trained on the students' data, rows and steps."""
+    return step(
+        "teacher fine-tune",
+        out,
+        "finetune",
+        "--model",
+        teacher,
+        "--output",
+        str(out),
+        *training_args(args),
+        times=times,
+    )
+
+
 def score(
     args: argparse.Namespace, w: Path, variant: str, models: dict[str, str], times: WallTimes
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
@@ -435,6 +484,8 @@ def score(
     scores: dict[str, dict[str, float]] = {}
     solved: dict[str, dict[str, list[str]]] = {}
     suffix = {"student distilled": variant, "student plain fine-tune": trained_as(args)}
+    suffix["teacher"] = f"-tuned{trained_as(args)}" if args.tuned_teacher else ""
+    folder = {"teacher before fine-tune": "teacher"}  # the shipped teacher's usual folder
     for task in args.tasks:
         limit = (args.limit or None) if task == "mbpp" else None
         scores[task], solved[task] = {}, {}
@@ -442,7 +493,7 @@ def score(
         for name, ref in sorted(models.items(), key=lambda item: item[0] == "student before"):
             own = suffix.get(name, "")
             prefix = "eval" if task == "mbpp" else f"eval-{task}"
-            out = w / f"{prefix}-{name.replace(' ', '-')}{own}"
+            out = w / f"{prefix}-{folder.get(name, name.replace(' ', '-'))}{own}"
             evaluate(
                 f"eval {name}" + ("" if task == "mbpp" else f" ({task})"),
                 out,

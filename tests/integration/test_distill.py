@@ -443,3 +443,26 @@ def test_sequence_mode_with_a_real_tiny_teacher_on_text_data(tiny_causal, arith_
     result = distill(cfg)
     assert result.manifest["distill"]["teacher_data"]["kept"] >= 1
     assert (result.output / "manifest.json").is_file()
+
+
+def test_a_teacher_fine_tuned_with_lora_teaches_through_its_merged_weights(
+    tiny_causal, arith_data, tmp_path
+):
+    from honed.config import FinetuneConfig
+    from honed.distill.stage import fingerprint
+    from honed.train.finetune import finetune
+
+    tuned = tmp_path / "teacher-tuned"
+    ft = dict(max_steps=4, batch_size=8, learning_rate=1e-2, samples=0, report_to="none")
+    finetune(FinetuneConfig(model=str(tiny_causal), data=str(arith_data), output=tuned, **ft))
+    assert (tuned / "adapter_model.safetensors").is_file()
+    cfg = config(tmp_path, tuned, arith_data, student_config=SMALL, max_steps=4)
+    record = distill(cfg).manifest["distill"]  # the student built on the adapter's tokenizer
+    # the adapter's own weights make the cache's key: not its base's
+    assert record["teacher"]["sha256"] == fingerprint(str(tuned)) != fingerprint(str(tiny_causal))
+    assert record["teacher_forward_passes"] > 0
+    # counted through its base, the teacher is as large as the student it was made from
+    assert warn_if_larger(str(tuned), str(tiny_causal)) == {
+        "teacher": warn_if_larger(str(tiny_causal), str(tiny_causal))["teacher"],
+        "student": warn_if_larger(str(tiny_causal), str(tiny_causal))["student"],
+    }

@@ -24,8 +24,8 @@ from honed.config import DistillConfig, FinetuneConfig
 from honed.data import PreparedData
 from honed.distill import student as students
 from honed.errors import HonedError
-from honed.models.load import cache_root, load_tokenizer, weights_dir
-from honed.models.resolve import resolve
+from honed.models.load import cache_root, load_tokenizer
+from honed.models.resolve import ModelSource, resolve
 from honed.train.finetune import RunResult, StageHooks, finetune
 
 log = logging.getLogger("honed")
@@ -93,19 +93,14 @@ def build_student(cfg: DistillConfig, kind: str, spec: str, output: Path) -> str
 
 def check_tokenizers(teacher: str, student: str) -> None:
     """Logits mode compares distributions token by token: the vocabularies must be the same."""
-    t = load_tokenizer(weights_dir(resolve(teacher))).get_vocab()
-    s = load_tokenizer(_tokenizer_dir(student)).get_vocab()
+    t = load_tokenizer(students.tokenizer_dir(teacher)).get_vocab()
+    s = load_tokenizer(students.tokenizer_dir(student)).get_vocab()
     if t != s:
         differ = len(set(t.items()) ^ set(s.items()))
         raise HonedError(
             f"logits mode needs the same tokenizer, but teacher and student vocabularies differ "
             f"({len(t)} vs {len(s)} tokens, {differ} entries differ): use --mode sequence"
         )
-
-
-def _tokenizer_dir(ref: str) -> str:
-    source = resolve(ref)
-    return source.path if source.kind == "adapter" else weights_dir(source)
 
 
 def warn_if_larger(teacher: str, student: str) -> dict[str, int | None]:
@@ -125,8 +120,12 @@ def warn_if_larger(teacher: str, student: str) -> dict[str, int | None]:
 
 
 def fingerprint(ref: str) -> str:
-    """sha256 over the teacher's weight files (a hub id: over its name)."""
-    source = resolve(ref)
+    """sha256 over the teacher's weight files (a hub id: over its name); an adapter's over its
+    own files and its base's fingerprint, so one adapter on two bases makes two caches."""
+    return _source_fingerprint(resolve(ref))
+
+
+def _source_fingerprint(source: ModelSource) -> str:
     path = Path(source.path)
     if source.kind == "hub" or not path.exists():
         return hashlib.sha256(f"hub:{source.ref}".encode()).hexdigest()
@@ -140,6 +139,8 @@ def fingerprint(ref: str) -> str:
         )
     )
     digest = hashlib.sha256()
+    if source.base is not None:
+        digest.update(_source_fingerprint(source.base).encode())
     for f in files:
         digest.update(f.name.encode() + artifacts.sha256_file(f).encode())
     return digest.hexdigest()

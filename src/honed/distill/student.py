@@ -65,7 +65,7 @@ def config_from_spec(spec: str, tokenizer: Any) -> Any:
 
 def student_from_config(spec: str, teacher_ref: str, out: Path, seed: int) -> Path:
     """A randomly initialised student (seeded) with the teacher's tokenizer, saved to out."""
-    tokenizer = load_tokenizer(weights_dir(resolve(teacher_ref)))
+    tokenizer = load_tokenizer(tokenizer_dir(teacher_ref))
     config = config_from_spec(spec, tokenizer)
     torch.manual_seed(seed)
     try:
@@ -126,15 +126,20 @@ def student_from_teacher(spec: str, teacher_ref: str, out: Path, trust_remote_co
     return out
 
 
+def tokenizer_dir(ref: str) -> str:
+    """Where a model's tokenizer is: an adapter (a fine-tuned teacher or student) keeps its own."""
+    source = resolve(ref)
+    return source.path if source.kind == "adapter" else weights_dir(source)
+
+
 def parameter_count(ref: str, trust_remote_code: bool = False) -> int | None:
     """Parameters of a model from its config (no weights loaded); None when unknown."""
     try:
         source = resolve(ref)
-        config = AutoConfig.from_pretrained(
-            weights_dir(source), trust_remote_code=trust_remote_code
-        )
+        base = source.base if source.kind == "adapter" and source.base else source
+        config = AutoConfig.from_pretrained(weights_dir(base), trust_remote_code=trust_remote_code)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
-    except Exception:  # an adapter, a seq2seq model, a config transformers cannot build
+    except Exception:  # a seq2seq model, a config transformers cannot build
         return None
     return sum(p.numel() for p in model.parameters())
