@@ -52,7 +52,6 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -71,10 +70,9 @@ from distill_md import (  # noqa: E402
     trained_given,
 )
 from paired import solved_problems  # noqa: E402
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
-from honed.artifacts import library_versions, read_manifest  # noqa: E402
-from honed.bench.machine import cpu_name, usable_cores  # noqa: E402
+from honed.artifacts import read_manifest  # noqa: E402
 
 WORK = Path("runs/distill-bench")
 PAIRS = {
@@ -438,10 +436,7 @@ def main() -> None:
         "mode": args.mode,
         "teacher": teacher,
         "student": student,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "cores": usable_cores()},
-        "versions": library_versions(("llama-cpp-python",)),
+        **provenance(("llama-cpp-python",)),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "pass@1": scores,
         "solved": solved,

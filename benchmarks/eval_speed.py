@@ -15,13 +15,11 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM
 
-from honed.artifacts import library_versions
 from honed.config import EvalConfig
 from honed.evaluate.run import evaluate
 from honed.evaluate.sandbox import run_program
@@ -31,9 +29,7 @@ from honed.models.resolve import resolve
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, replace_section  # noqa: E402
-
-from honed.bench.machine import cpu_name  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
 
 def plain_loop(model_ref: str, limit: int | None, max_new_tokens: int) -> dict:
@@ -88,10 +84,7 @@ def main() -> None:
     plain = plain_loop(args.model, args.limit, args.max_new_tokens)
     record = {
         "benchmark": "eval_speed",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads()},
-        "versions": library_versions(),
+        **provenance(threads=torch.get_num_threads()),
         "model": args.model,
         "results": {"plain_sequential_loop": plain, "honed": honed},
         "speedup": round(plain["seconds"] / honed["seconds"], 2),

@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -24,7 +23,6 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, set_seed
 from trl import SFTConfig, SFTTrainer
 
-from honed.artifacts import library_versions
 from honed.config import FinetuneConfig
 from honed.data import prepare_data
 from honed.models.load import load_tokenizer, weights_dir
@@ -33,9 +31,7 @@ from honed.train.callbacks import RunFlags
 from honed.train.trainer import TrainSetup, build_sft_trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, replace_section  # noqa: E402
-
-from honed.bench.machine import cpu_name  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -122,14 +118,10 @@ def main() -> None:
     ratio = results["honed"]["tokens_per_s"] / results["baseline_trl_defaults"]["tokens_per_s"]
     record = {
         "benchmark": "finetune_throughput",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {
-            "cpu": cpu_name(),
-            "threads": args.threads,
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        },
-        "versions": library_versions(),
+        **provenance(
+            threads=args.threads,
+            cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        ),
         "setup": {
             "model": "SmolLM2-135M-Instruct (float copy of Q4_1 GGUF)",
             "lora_r": 16,

@@ -21,13 +21,10 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from honed.artifacts import library_versions
-from honed.bench.machine import cpu_name
 from honed.config import FinetuneConfig
 from honed.data import prepare_data
 from honed.distill.kd import KDSettings, KDState, KDTrainer, Teacher, next_tokens
@@ -38,7 +35,7 @@ from honed.train.finetune import lora_config
 from honed.train.trainer import TrainSetup, build_sft_trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STUDENT = "qwen2.5-coder-0.5b-instruct"
@@ -130,10 +127,7 @@ def main() -> None:
         result = measure(build(args.batch_size, Path(out)), args.batches)
     record = {
         "benchmark": "kd_step_speed",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads()},
-        "versions": library_versions(),
+        **provenance(threads=torch.get_num_threads()),
         "student": STUDENT,
         "batch_size": args.batch_size,
         **result,

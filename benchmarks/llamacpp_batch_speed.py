@@ -23,16 +23,14 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, print_walls, replace_section  # noqa: E402
+from results_md import print_walls, provenance, replace_section  # noqa: E402
 from row_decode_speed import chat_prompts  # noqa: E402
 
-from honed.artifacts import library_versions  # noqa: E402
-from honed.bench.machine import contention, cpu_name, cpu_ticks  # noqa: E402
+from honed.bench.machine import contention, cpu_ticks  # noqa: E402
 from honed.evaluate.run import BATCHES_PER_CALL  # noqa: E402
 from honed.runtime.base import GenerationParams, load_backend  # noqa: E402
 
@@ -89,10 +87,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens,
         "temperature": args.temperature,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "threads": args.threads},
-        "versions": library_versions(("llama_cpp",)),
+        **provenance(("llama_cpp",), threads=args.threads),
         **contention(before, cpu_ticks()),
         "wall_s": {mode: round(out[mode]["wall_s"], 2) for mode in MODES},
         "completion_tokens": {mode: out[mode]["tokens"] for mode in MODES},

@@ -14,15 +14,12 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
-from honed.artifacts import library_versions  # noqa: E402
-from honed.bench.machine import cpu_name  # noqa: E402
 from honed.bench.stats import summarize  # noqa: E402
 from honed.runtime.base import GenerationParams, load_backend  # noqa: E402
 
@@ -68,10 +65,7 @@ def main() -> None:
     stats = {k: summarize(v) for k, v in rates.items()}
     record = {
         "benchmark": "llamacpp_overhead", "model": args.model,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "threads": args.threads},
-        "versions": library_versions(("llama-cpp-python",)), "tokens": args.tokens,
+        **provenance(("llama-cpp-python",), threads=args.threads), "tokens": args.tokens,
         "tok_s": stats, "ratio": stats["honed"]["median"] / stats["direct"]["median"],
     }  # fmt: skip
     print(json.dumps(record, indent=2))

@@ -34,17 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from paired import paired, paired_change, pass_rates  # noqa: E402
 from quantize_speed import WORK, make_variant  # noqa: E402
-from results_md import command_line, replace_section  # noqa: E402
-
-from honed.artifacts import library_versions  # noqa: E402
-from honed.bench.machine import cpu_name  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
 OUT = Path("runs/quality")
 PASSES = HERE / "results" / "quality_passes"  # each finished pass, kept in the repository
@@ -170,10 +166,7 @@ def main() -> None:
         "n_samples": args.n_samples,
         "planned_samples": planned,
         "temperature": args.temperature,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name()},
-        "versions": library_versions(("torchao", "onnxruntime")),
+        **provenance(("torchao", "onnxruntime")),
         "results": results,
     }
     name = args.model + (f"-n{args.n_samples}-t{args.temperature:g}" if args.temperature else "")

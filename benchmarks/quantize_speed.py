@@ -25,15 +25,12 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
-from honed.artifacts import library_versions  # noqa: E402
-from honed.bench.machine import cpu_name  # noqa: E402
 from honed.bench.measure import speeds  # noqa: E402
 from honed.quantize.checks import size_on_disk  # noqa: E402
 
@@ -195,9 +192,7 @@ def run_all(args: argparse.Namespace) -> dict:
     title = "Flan-T5-base-shaped (random weights)" if args.t5 else args.model
     return {
         "benchmark": "quantize_speed", "name": name, "title": title,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name()}, "versions": library_versions(("torchao", "onnxruntime")),
+        **provenance(("torchao", "onnxruntime")),
         "max_new_tokens": args.max_new_tokens, "runs": args.runs, "results": results,
     }  # fmt: skip
 

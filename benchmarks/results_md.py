@@ -23,9 +23,10 @@ def replace_section(heading: str, section: str) -> None:
     path.write_text(text)
 
 
-def provenance(libraries: tuple[str, ...] = ()) -> dict:
-    """What every record says of its run: when, the command, the machine, library versions
-    (honed's own list plus `libraries`)."""
+def provenance(libraries: tuple[str, ...] = (), **machine: object) -> dict:
+    """What every record says of its run: when, the command, the machine (its CPU and usable
+    cores, plus `machine`: threads used, a GPU), library versions (honed's own list plus
+    `libraries`)."""
     from datetime import datetime, timezone
 
     from honed.artifacts import library_versions
@@ -34,7 +35,7 @@ def provenance(libraries: tuple[str, ...] = ()) -> dict:
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(),
-        "machine": {"cpu": cpu_name(), "cores": usable_cores()},
+        "machine": {"cpu": cpu_name(), "cores": usable_cores(), **machine},
         "versions": library_versions(libraries),
     }
 

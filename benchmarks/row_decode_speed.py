@@ -17,16 +17,13 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from quantize_quality import variant_ref  # noqa: E402
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
-from honed.artifacts import library_versions  # noqa: E402
-from honed.bench.machine import cpu_name  # noqa: E402
 from honed.evaluate import tasks  # noqa: E402
 from honed.runtime.base import GenerationParams, load_backend  # noqa: E402
 
@@ -74,10 +71,7 @@ def main() -> None:
         "problems": len(prompts),
         "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "threads": backend_threads()},
-        "versions": library_versions(()),
+        **provenance(threads=backend_threads()),
         "wall_s": wall,
         "completion_tokens": tokens,
         "same_completions": sum(a == b for a, b in zip(*texts.values(), strict=True)),

@@ -21,17 +21,15 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
-from honed.artifacts import library_versions  # noqa: E402
-from honed.bench.machine import cpu_name, usable_cores  # noqa: E402
+from honed.bench.machine import usable_cores  # noqa: E402
 from honed.bench.stats import summarize  # noqa: E402
 from honed.models.resolve import resolve  # noqa: E402
 
@@ -187,10 +185,7 @@ def main() -> None:
     results = {s: combine(args.clients, raw[s]) for s in servers}
     record = {
         "benchmark": "serve_load", "model": args.model, "file": Path(gguf).name,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "cores": usable_cores(), "threads": args.threads},
-        "versions": library_versions(("llama-cpp-python", "fastapi", "uvicorn")),
+        **provenance(("llama-cpp-python", "fastapi", "uvicorn"), threads=args.threads),
         "max_tokens": args.max_tokens, "requests_per_level": args.requests, "rounds": args.rounds,
         "results": results,
     }  # fmt: skip

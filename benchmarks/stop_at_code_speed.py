@@ -18,15 +18,12 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, print_walls, replace_section  # noqa: E402
+from results_md import print_walls, provenance, replace_section  # noqa: E402
 
-from honed.artifacts import library_versions  # noqa: E402
-from honed.bench.machine import cpu_name  # noqa: E402
 from honed.evaluate import tasks  # noqa: E402
 from honed.evaluate.run import code_done  # noqa: E402
 from honed.runtime.base import GenerationParams, load_backend  # noqa: E402
@@ -77,10 +74,7 @@ def main() -> None:
         "backend": backend.name,
         "problems": len(problems),
         "max_new_tokens": args.max_new_tokens,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "machine": {"cpu": cpu_name(), "threads": args.threads},
-        "versions": library_versions(("llama_cpp",)),
+        **provenance(("llama_cpp",), threads=args.threads),
         "wall_s": {mode: round(out[mode]["wall_s"], 2) for mode in MODES},
         "completion_tokens": {mode: out[mode]["tokens"] for mode in MODES},
         "same_programs": sum(
