@@ -9,6 +9,7 @@ import re
 from paired import paired
 
 TASK_NAMES = {"mbpp": "MBPP test", "humaneval": "HumanEval"}
+SHIPPED = "teacher before fine-tune"  # distill_runs.py --tuned-teacher: the teacher as shipped
 
 
 DEFAULT_METHOD = {"logits": "lora", "sequence": "full"}  # distill_runs.py's --method default
@@ -124,6 +125,9 @@ def verdict(task: str, scores: dict[str, float], solved: dict[str, list] | None)
     text = f"{TASK_NAMES.get(task, task)}: gap closed over plain fine-tuning: " + (
         f"{gain / gap:.0%} (target 30%)" if gap > 0 else "n/a (no gap)"
     )
+    if (shipped := scores.get(SHIPPED)) is not None and shipped > scores["student plain fine-tune"]:
+        lead = shipped - scores["student plain fine-tune"]
+        text += f"; of the lead of the teacher before its fine-tune, {gain / lead:.0%}"
     if solved:
         lost, gained, p = paired(solved["student plain fine-tune"], solved["student distilled"])
         text += (

@@ -59,6 +59,7 @@ sys.path.insert(0, str(HERE))
 from distill_md import (  # noqa: E402
     DEFAULT_ANSWERS,
     DEFAULT_METHOD,
+    SHIPPED,
     STANDARD_ROWS,
     STANDARD_STEPS,
     TRAINED_PART,
@@ -148,7 +149,6 @@ def tuned_teacher(name: str) -> bool:
 
 
 TUNED = "tuned-teacher"  # the variant part of `--tuned-teacher`
-SHIPPED = "teacher before fine-tune"  # a tuned run's name for the teacher as shipped
 TEACHER_FORMAT = "gguf-q4_k_m"  # the shared teacher files' type; a tuned teacher's export
 
 
