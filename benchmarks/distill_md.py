@@ -83,6 +83,7 @@ def heading(record: dict) -> str:
     extras += [TARGET_WORDS[targets]] if targets else []
     answers = answers_given(record["mode"], settings)
     extras += [f"{answers[0]} sampled at temperature {answers[1]}"] if answers else []
+    extras += ["teacher shown the references"] if settings.get("teacher_hint") else []
     extras += [f"{n} teacher-written problems added"] if (n := settings.get("extra_rows")) else []
     extras += ["teacher fine-tuned first"] if settings.get("tuned_teacher") else []
     extras += [f"{flag.replace('_', ' ')} {value}" for flag, value in kd_given(settings)]

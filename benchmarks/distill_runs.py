@@ -74,6 +74,7 @@ from paired import solved_problems  # noqa: E402
 from results_md import provenance, replace_section  # noqa: E402
 
 from honed.artifacts import read_manifest  # noqa: E402
+from honed.evaluate.tasks import HINTED  # noqa: E402
 
 WORK = Path("runs/distill-bench")
 PAIRS = {
@@ -241,6 +242,7 @@ def teacher_answers(args: argparse.Namespace) -> list[str]:
     targets = ["--targets", args.targets] if args.targets != "data" else []
     return [
         *targets,
+        *(["--teacher-hint"] if args.teacher_hint else []),
         "--candidates",
         str(args.candidates),
         "--teacher-temperature",
@@ -284,6 +286,7 @@ def variant_of(args: argparse.Namespace) -> str:
     parts = [f"{targets}-targets"] if targets else []
     answers = answers_given(args.mode, vars(args))
     parts += [f"candidates{answers[0]}-teacher-temperature{answers[1]}"] if answers else []
+    parts += ["hinted"] if args.teacher_hint else []
     parts += [f"extra{args.extra_rows}"] if args.extra_problems else []
     parts += [TUNED] if args.tuned_teacher else []
     parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
@@ -323,6 +326,12 @@ def main() -> None:
         "--teacher-temperature",
         type=float,
         help="of the teacher's answers (default 0: greedy in logits mode, 0.8 in sequence mode)",
+    )
+    parser.add_argument(
+        "--teacher-hint",
+        action="store_true",
+        help="the teacher is shown each train problem's reference answer and writes its own "
+        "(sequence mode, or logits mode with --targets teacher or both)",
     )
     parser.add_argument("--alpha", type=float, help="KD weight (default: the stage's)")
     parser.add_argument("--temperature", type=float, help="KD temperature (default: the stage's)")
@@ -368,6 +377,8 @@ def main() -> None:
     args = parser.parse_args()
     args.method = args.method or DEFAULT_METHOD[args.mode]
     args.extra_rows = extra_rows(args.extra_problems, args.max_samples)
+    if args.teacher_hint and args.mode == "logits" and args.targets == "data":
+        raise SystemExit("--teacher-hint shapes the teacher's answers: add --targets teacher")
     candidates, temperature = DEFAULT_ANSWERS[args.mode]
     args.candidates = args.candidates or candidates
     if args.teacher_temperature is None:
@@ -561,10 +572,12 @@ def seed_teacher_data(w: Path, target: Path, teacher: str, args: argparse.Namesp
     stage checks every setting again and answers anew where one differs.)"""
     wanted = {"n_samples": args.candidates, "temperature": args.teacher_temperature,
               "limit": args.max_samples}  # fmt: skip
+    task = f"{HINTED if args.teacher_hint else ''}mbpp-train"  # what the teacher answered
     for other in [] if target.exists() else sorted(w.glob("distilled*-teacher-data")):
         summary = json.loads((other / "summary.json").read_text())
         params = summary.get("params", {})
-        if summary.get("model") == teacher and all(params.get(k) == v for k, v in wanted.items()):
+        same = all(params.get(k) == v for k, v in wanted.items()) and summary.get("task") == task
+        if summary.get("model") == teacher and same:
             print(f"teacher answers: copied from {other}", flush=True)
             shutil.copytree(other, target)
             return

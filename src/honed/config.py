@@ -520,6 +520,10 @@ class DistillConfig(FinetuneConfig):
     teacher_temperature: float = Field(
         0.8, ge=0, description="Teacher sampling temperature for its answers (0: greedy)."
     )
+    teacher_hint: bool = Field(
+        False,
+        description="Code data: the teacher sees each problem's reference answer and writes its own (STaR's rationalization), so problems it cannot solve alone get answers in its style too; kept when they pass (sequence mode, --targets teacher or both).",
+    )
     teacher_max_new_tokens: int = Field(
         512,
         gt=0,

@@ -318,14 +318,14 @@ def test_the_teachers_answers_to_text_data_continue_after_a_stop(tmp_path):
     assert not journal.matches(tmp_path, wanted)
 
 
-def on_teacher_answers(tmp_path, model, monkeypatch, teacher, targets: str) -> dict:
+def on_teacher_answers(tmp_path, model, monkeypatch, teacher, targets: str, **more) -> dict:
     """Logits mode on the first 4 MBPP train problems with `teacher` answering them once;
     returns the student's manifest."""
     import honed.evaluate.run as run
 
     real = run.evaluate
     monkeypatch.setattr(run, "evaluate", lambda cfg, backend=None: real(cfg, teacher))
-    answers = dict(targets=targets, max_samples=4, candidates=1, val_fraction=0.0)
+    answers = dict(targets=targets, max_samples=4, candidates=1, val_fraction=0.0, **more)
     cfg = config(tmp_path, model, "mbpp", student=str(model), max_steps=2,
                  max_length=512, **answers)  # fmt: skip
     return distill(cfg).manifest
@@ -466,3 +466,50 @@ def test_a_teacher_fine_tuned_with_lora_teaches_through_its_merged_weights(
         "teacher": warn_if_larger(str(tiny_causal), str(tiny_causal))["teacher"],
         "student": warn_if_larger(str(tiny_causal), str(tiny_causal))["student"],
     }
+
+
+class HintReadingTeacher(ScriptedTeacher):
+    """Solves nothing alone; shown a reference answer, writes its own variant of it."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.prompts: list[str] = []
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        self.prompts += prompts
+        out = []
+        for prompt in prompts:
+            shown = prompt.split("A correct solution", 1)[1:]
+            code = shown[0].split("```python\n", 1)[1].split("\n```", 1)[0] if shown else "x = ("
+            out.append(Completion(f"{code}\nTEACHERS_OWN = True\n", 10, 10, 0.0, 0.01))
+        return out
+
+
+def test_a_hinted_teacher_answers_every_problem_and_the_student_never_sees_the_hint(
+    tiny_causal, tmp_path, monkeypatch
+):
+    """--teacher-hint: the teacher is shown each reference answer and writes its own; the
+    kept rows carry the problem's own prompt; a run without the hint is not served from it."""
+    teacher = HintReadingTeacher()
+    manifest = on_teacher_answers(
+        tmp_path, tiny_causal, monkeypatch, teacher, "teacher", teacher_hint=True
+    )
+    made = manifest["distill"]["teacher_data"]
+    assert made["candidates"] == 4 and made["kept"] == 4 and not made["reused"]
+    problems = tasks.mbpp_problems("train")[:4]
+    shown = zip(problems, teacher.prompts, strict=True)
+    assert all(p.reference.strip() in prompt for p, prompt in shown)
+    rows = [json.loads(line) for line in Path(made["rows"]).read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == [p.prompt for p in problems]
+    assert all(r["completion"].endswith("TEACHERS_OWN = True") for r in rows)
+    with pytest.raises(HonedError, match="none of the teacher's 4 answers passed"):
+        on_teacher_answers(tmp_path, tiny_causal, monkeypatch, HintReadingTeacher(), "teacher")
+
+
+def test_a_teacher_hint_needs_teacher_answers_on_code_data(tiny_causal, arith_data, tmp_path):
+    with pytest.raises(HonedError, match="--teacher-hint shapes the teacher's answers"):
+        distill(config(tmp_path, tiny_causal, "mbpp", student=str(tiny_causal), teacher_hint=True))
+    text = config(tmp_path, tiny_causal, arith_data, student=str(tiny_causal), mode="sequence")
+    with pytest.raises(HonedError, match="--teacher-hint shows the teacher"):
+        distill(text.model_copy(update={"teacher_hint": True}))
+    assert not (tmp_path / "student").exists()

@@ -31,12 +31,26 @@ def code_task(data: str) -> str | None:
     return data if data.startswith(own_tasks.PREFIX) else CODE_DATA.get(data)
 
 
+def teacher_task(cfg: DistillConfig) -> str:
+    """The task the teacher is run on: the data's code task, with `--teacher-hint` the same
+    problems with their reference answers shown (`hinted:TASK`)."""
+    task = code_task(cfg.data)
+    if task is None:
+        if cfg.teacher_hint:
+            raise HonedError(
+                "--teacher-hint shows the teacher each problem's reference answer: use code "
+                "data (mbpp, code:FILE with a `code` field), or leave it out"
+            )
+        return cfg.data
+    return tasks.HINTED + task if cfg.teacher_hint else task
+
+
 def eval_config(cfg: DistillConfig, where: Path) -> EvalConfig:
     """The teacher's run over the training problems."""
     return EvalConfig(
         model=cfg.teacher,
         backend=cfg.teacher_backend,
-        task=code_task(cfg.data) or cfg.data,
+        task=teacher_task(cfg),
         n_samples=cfg.candidates,
         k="1",
         temperature=cfg.teacher_temperature,
@@ -63,14 +77,15 @@ def reusable(where: Path, ecfg: EvalConfig) -> bool:
         "max_new_tokens": ecfg.max_new_tokens,
         "seed": ecfg.seed,
     }
-    same = all(p.get(k) == v for k, v in wanted.items())
+    same = all(p.get(k) == v for k, v in wanted.items()) and summary.get("task") == ecfg.task
     return same and summary.get("model") == ecfg.model and (where / "samples.jsonl").is_file()
 
 
 def kept_rows(where: Path, task_name: str) -> tuple[list[dict[str, str]], dict[str, int]]:
-    """Prompt/completion rows of the passing candidates (one per distinct solution)."""
+    """Prompt/completion rows of the passing candidates (one per distinct solution). The
+    rows' prompts are the problems' own, without the hint a `hinted:` teacher saw."""
     task = tasks.get_task(task_name)
-    problems = {p.task_id: p for p in task.load()}
+    problems = {p.task_id: p for p in tasks.get_task(tasks.unhinted(task_name)).load()}
     rows, seen, counts = [], set(), {"candidates": 0, "passed": 0, "kept": 0}
     for line in (where / "samples.jsonl").read_text().splitlines():
         sample = json.loads(line)

@@ -169,6 +169,7 @@ def distill(cfg: DistillConfig) -> RunResult | None:
         raise HonedError("no teacher: pass --teacher REF (a larger model than the student)")
     if cfg.mode == "sequence" and cfg.on_policy:
         raise HonedError("--on-policy needs the teacher's logits: use it with --mode logits")
+    check_hint(cfg)
     kind, spec = student_choice(cfg)
     output = (cfg.output or default_output(cfg)).resolve()
     if cfg.mode == "logits" and cfg.batching == "packed":
@@ -194,6 +195,21 @@ def distill(cfg: DistillConfig) -> RunResult | None:
     ft = finetune_config(cfg, student, output, cfg.data)
     ft = _on_teacher_answers(ft, cfg, output, record)
     return finetune(ft, hooks=StageHooks(manifest=manifest))
+
+
+def check_hint(cfg: DistillConfig) -> None:
+    """--teacher-hint shapes the teacher's answers: it needs a run that asks for them, on
+    code data that has reference answers to show."""
+    if not cfg.teacher_hint:
+        return
+    if cfg.mode == "logits" and cfg.targets == "data":
+        raise HonedError(
+            "--teacher-hint shapes the teacher's answers: use it with --mode sequence or "
+            "--targets teacher or both"
+        )
+    from honed.distill.sequence import teacher_task
+
+    teacher_task(cfg)  # text data: one line
 
 
 def _logits(

@@ -23,7 +23,7 @@ import importlib.util
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
@@ -167,9 +167,39 @@ TASKS: dict[str, CodeTask] = {
 }
 
 
+HINTED = "hinted:"  # a task whose prompts also show the reference answer (distill's hint)
+HINT = (
+    "\n\nA correct solution, to check your answer against:\n```python\n{reference}\n```\n"
+    "Write your own complete answer to the problem, with a comment on each step."
+)
+
+
+def hinted_problems(inner: CodeTask) -> list[Problem]:
+    """The inner task's problems, each prompt followed by its reference answer (problems
+    without one keep their prompt)."""
+    return [
+        replace(p, prompt=p.prompt + HINT.format(reference=p.reference.strip()))
+        if p.reference.strip()
+        else p
+        for p in inner.load()
+    ]
+
+
+def unhinted(name: str) -> str:
+    """The task a `hinted:` task shows the references of (any other name: itself)."""
+    return name.removeprefix(HINTED)
+
+
 def get_task(name: str) -> CodeTask:
-    """The code task of that name (`code:FILE`: your own problems), or a one-line error
-    listing the tasks."""
+    """The code task of that name (`code:FILE`: your own problems; `hinted:TASK`: TASK's
+    problems with the reference answer in each prompt), or a one-line error listing the
+    tasks."""
+    if name.startswith(HINTED):
+        inner = get_task(unhinted(name))
+        if inner.continues_prompt:
+            raise HonedError(f"{name}: a hint needs a task answered in full code (mbpp, code:FILE)")
+        load = partial(hinted_problems, inner)
+        return CodeTask(name, load, False, inner.stops, inner.chat_template, inner.assembly)
     if name.startswith(own_tasks.PREFIX):
         own_tasks.file_of(name)  # a missing file stops here, before any model is loaded
         load = partial(own_problems, name)
