@@ -77,6 +77,8 @@ from honed.artifacts import read_manifest  # noqa: E402
 from honed.evaluate.tasks import HINTED  # noqa: E402
 
 WORK = Path("runs/distill-bench")
+TUNED = "tuned-teacher"  # the variant part of `--tuned-teacher`
+TEACHER_FORMAT = "gguf-q4_k_m"  # the shared teacher files' type; a tuned teacher's export
 PAIRS = {
     "logits": ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"),
     "sequence": ("qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct"),
@@ -147,10 +149,6 @@ def lends(step: str, same_training: bool, tuned: bool) -> bool:
 def tuned_teacher(name: str) -> bool:
     """Whether a variant's folder or file name is of a run with a fine-tuned teacher."""
     return f"-{TUNED}" in name
-
-
-TUNED = "tuned-teacher"  # the variant part of `--tuned-teacher`
-TEACHER_FORMAT = "gguf-q4_k_m"  # the shared teacher files' type; a tuned teacher's export
 
 
 def _load(path: Path) -> dict[str, float]:
@@ -370,7 +368,7 @@ def main() -> None:
     parser.add_argument("--bench-prompts", type=int, default=8, help="bench: prompts, 2 runs")
     parser.add_argument(
         "--speed-format",
-        default="gguf-q4_k_m",
+        default=TEACHER_FORMAT,
         help="also bench the distilled student in this format, the teacher file's own GGUF "
         "type, so the speed ratio compares like with like ('' to skip)",
     )

@@ -136,7 +136,7 @@ def parameter_count(ref: str, trust_remote_code: bool = False) -> int | None:
     """Parameters of a model from its config (no weights loaded); None when unknown."""
     try:
         source = resolve(ref)
-        base = source.base if source.kind == "adapter" and source.base else source
+        base = source.base or source  # an adapter: its base's config
         config = AutoConfig.from_pretrained(weights_dir(base), trust_remote_code=trust_remote_code)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
