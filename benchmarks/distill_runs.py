@@ -70,6 +70,7 @@ from distill_md import (  # noqa: E402
     targets_given,
     trained_given,
 )
+from local_models import ensure_local  # noqa: E402
 from paired import solved_problems  # noqa: E402
 from results_md import provenance, replace_section  # noqa: E402
 
@@ -382,6 +383,7 @@ def main() -> None:
     if args.teacher_temperature is None:
         args.teacher_temperature = temperature
     teacher, student = PAIRS[args.mode]
+    ensure_local(teacher, student)
     w = args.work / args.mode
     variant = variant_of(args)
     times = WallTimes(w / f"wall_s{variant}.json", trained_as(args))

@@ -24,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from distill_runs import PAIRS, WORK, WallTimes, export, forget_stale_bench, step  # noqa: E402
+from local_models import ensure_local  # noqa: E402
 from results_md import command_line, replace_section  # noqa: E402
 
 FORMATS = ("gguf-f16", "gguf-q8_0", "gguf-q4_k_m")
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8, help="bench prompts (2 runs each)")
     parser.add_argument("--no-bench", action="store_true", help="make the exports only")
     args = parser.parse_args()
+    ensure_local(PAIRS[args.mode][0])
     times = WallTimes(WORK / args.mode / "speed_wall_s.json")
     made = exports(args.mode, args.formats, times)
     if args.no_bench:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from local_models import ensure_local  # noqa: E402
 from results_md import provenance  # noqa: E402
 
 from honed.data.builtin import load_mbpp  # noqa: E402
@@ -199,6 +200,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=Path("runs/distill-bench/teacher-problems"))
     args = parser.parse_args()
+    ensure_local(args.teacher)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = mbpp_rows()
     replies = args.out / "replies.jsonl"
