@@ -25,7 +25,7 @@ from trl import SFTConfig, SFTTrainer
 
 from honed.config import FinetuneConfig
 from honed.data import prepare_data
-from honed.models.load import load_tokenizer, weights_dir
+from honed.models.load import load_tokenizer, pick_dtype, weights_dir
 from honed.models.resolve import resolve
 from honed.train.callbacks import RunFlags
 from honed.train.trainer import TrainSetup, build_sft_trainer
@@ -82,8 +82,9 @@ def baseline(model_dir: str, tok, train: list[dict], out: Path) -> dict:
     return measure(trainer)
 
 
-def honed(model_dir: str, tok, train: list[dict], out: Path) -> dict:
-    """honed's own trainer with its defaults (same model, data, length, rank, batch)."""
+def honed(model_dir: str, tok, train: list[dict], out: Path, dtype: str = "float32") -> dict:
+    """honed's own trainer with its defaults (same model, data, length, rank, batch); in
+    `dtype` as `honed finetune --dtype` trains LoRA: frozen base in that dtype, autocast."""
     set_seed(0)
     cfg = FinetuneConfig(
         model=model_dir,
@@ -94,9 +95,13 @@ def honed(model_dir: str, tok, train: list[dict], out: Path) -> dict:
         report_to="none",
         save_steps=10_000,
         logging_steps=10,
+        dtype=dtype,
     )
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    trainer = build_sft_trainer(TrainSetup(cfg, model, tok, train, [], out / "honed"), lora())
+    torch_dtype = pick_dtype(dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
+    bf16 = torch_dtype == torch.bfloat16
+    setup = TrainSetup(cfg, model, tok, train, [], out / f"honed-{dtype}", bf16=bf16)
+    trainer = build_sft_trainer(setup, lora())
     trainer.honed_flags = RunFlags()
     return measure(trainer)
 

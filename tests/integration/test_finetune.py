@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from transformers import TrainerCallback
 from honed.artifacts import read_manifest, tmp_dir_for
 from honed.config import FinetuneConfig
 from honed.errors import HonedError, NonFiniteLossError
+from honed.models import load
 from honed.train.finetune import Interrupted, finetune
 from honed.train.plots import read_metrics
 
@@ -218,6 +220,29 @@ def test_full_bf16_keeps_float32_master_weights(tiny_causal, arith_data, tmp_pat
     large = start.abs() > 0.016  # half a bf16 step there is at least 2 ** -14 > 5e-5
     moved = (after[name] != start)[large].float().mean()
     assert moved > 0.5, float(moved)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_bf16_on_a_cpu_without_native_bf16_is_warned_once(
+    tiny_causal, arith_data, tmp_path, monkeypatch, caplog, method
+):
+    """Such a CPU converts every bf16 operand, many times slower than float32: the run says
+    so once, whether the weights load in bf16 (LoRA) or only the compute autocasts (full);
+    float32 on it, or bf16 on a CPU that computes it natively, says nothing."""
+
+    def warnings_of(native: bool, dtype: str) -> int:
+        monkeypatch.setattr(load, "cpu_has_native_bf16", lambda: native)
+        load._warn_slow_bf16.cache_clear()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            run(tiny_causal, arith_data, tmp_path / f"{native}-{dtype}", method=method,
+                max_steps=1, dtype=dtype, samples=0)  # fmt: skip
+        return sum("no native bf16" in r.getMessage() for r in caplog.records)
+
+    assert warnings_of(False, "bfloat16") == 1
+    assert warnings_of(False, "float32") == 0
+    assert warnings_of(True, "bfloat16") == 0
+    load._warn_slow_bf16.cache_clear()
 
 
 class Scramble(TrainerCallback):

@@ -6,6 +6,7 @@ pickle; `trust_remote_code` stays off unless the caller turns it on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -50,6 +51,26 @@ def pick_dtype(name: str) -> torch.dtype:
         cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where oneDNN computes bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_bf16_speed(dtype: torch.dtype) -> None:
+    """Warn (once) where bf16 would run on a CPU without native bf16: there every bf16 matmul
+    converts its operands, many times slower than float32 (train_dtype_speed.py)."""
+    if dtype == torch.bfloat16 and not torch.cuda.is_available() and not cpu_has_native_bf16():
+        _warn_slow_bf16()
+
+
+@functools.cache
+def _warn_slow_bf16() -> None:
+    log.warning(
+        "bf16 on this CPU, which has no native bf16 (AVX512-BF16 or AMX), runs many times "
+        "slower than float32: use dtype auto or float32 (auto is float32 on a CPU)"
+    )
 
 
 def cache_root() -> Path:
@@ -151,6 +172,7 @@ def load_model(
     is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
     auto = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
     torch_dtype = pick_dtype(dtype)
+    check_bf16_speed(torch_dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if load_in_4bit:
         kwargs["quantization_config"] = bnb_4bit_config(torch_dtype)

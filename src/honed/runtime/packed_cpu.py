@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from honed.models.load import cpu_has_native_bf16
+
 INT4_GROUP_SIZES = (32, 64, 128, 256)  # what the CPU int4 kernel accepts
 
 
@@ -143,7 +145,7 @@ def _packed(linear: nn.Linear, dtype: torch.dtype) -> nn.Module | None:
 
 def fast_compute_dtype() -> torch.dtype:
     """bf16 where the CPU computes it natively (the fused kernels' fast path), else fp32."""
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 def pack_linears(model: nn.Module, compute_dtype: torch.dtype | None = None) -> int:

@@ -29,7 +29,7 @@ from honed.bench import machine
 from honed.config import FinetuneConfig
 from honed.data import PreparedData, prepare_data
 from honed.errors import HonedError, NonFiniteLossError
-from honed.models.load import LoadedModel, load_model, pick_dtype
+from honed.models.load import LoadedModel, check_bf16_speed, load_model, pick_dtype
 from honed.models.merge import merge_adapter
 from honed.models.resolve import BUILTINS, resolve
 from honed.progress import status
@@ -151,6 +151,7 @@ def _build_trainer(
     hooks: StageHooks,
 ) -> Trainer:
     bf16 = pick_dtype(cfg.dtype) == torch.bfloat16
+    check_bf16_speed(pick_dtype(cfg.dtype))  # a full fine-tune loads float32, autocasts bf16
     peft = lora_config(cfg, loaded) if cfg.method != "full" else None
     callbacks = [MetricsLogger(work / "metrics.jsonl"), GuardCallback(flags)]
     validation = data.validation[: cfg.max_eval_samples]
