@@ -69,7 +69,7 @@ def check_bf16_speed(dtype: torch.dtype) -> None:
 def _warn_slow_bf16() -> None:
     log.warning(
         "bf16 on this CPU, which has no native bf16 (AVX512-BF16 or AMX), runs many times "
-        "slower than float32: use dtype auto or float32 (auto is float32 on a CPU)"
+        "slower than float32: pass --dtype auto (float32 on a CPU; --teacher-dtype for a teacher)"
     )
 
 

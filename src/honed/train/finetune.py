@@ -150,8 +150,9 @@ def _build_trainer(
     flags: RunFlags,
     hooks: StageHooks,
 ) -> Trainer:
-    bf16 = pick_dtype(cfg.dtype) == torch.bfloat16
-    check_bf16_speed(pick_dtype(cfg.dtype))  # a full fine-tune loads float32, autocasts bf16
+    dtype = pick_dtype(cfg.dtype)
+    check_bf16_speed(dtype)  # a full fine-tune loads float32 and autocasts to bf16
+    bf16 = dtype == torch.bfloat16
     peft = lora_config(cfg, loaded) if cfg.method != "full" else None
     callbacks = [MetricsLogger(work / "metrics.jsonl"), GuardCallback(flags)]
     validation = data.validation[: cfg.max_eval_samples]
