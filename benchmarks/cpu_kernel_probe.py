@@ -18,7 +18,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import provenance, replace_section  # noqa: E402
 
 TITLE = "## CPU kernels at one token"
 SHAPES = ((4864, 896), (896, 4864), (151936, 896))
@@ -92,26 +91,20 @@ def row(n: int, k: int) -> list[float]:
 
 
 def main() -> None:
-    from honed.artifacts import library_versions
-    from honed.bench.machine import cpu_name
-
     torch.set_num_threads(2)
     table = {f"{n} x {k}": row(n, k) for n, k in SHAPES}
     lines = ["| N x K | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     lines += [f"| {s} | " + " | ".join(f"{c:.3f}" for c in cells) + " |"
               for s, cells in table.items()]  # fmt: skip
     print("\n".join(lines))
-    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record = {
         "benchmark": "cpu_kernel_probe", "unit": "ms per one-token call", "columns": COLUMNS,
-        "date": when,
-        "command": command_line(), "threads": 2,
-        "machine": {"cpu": cpu_name()},
-        "versions": library_versions(("torchao", "bitsandbytes")), "table": table,
+        **provenance(("torchao", "bitsandbytes"), threads=2), "table": table,
     }  # fmt: skip
     (HERE / "results" / "cpu_kernel_probe.json").write_text(json.dumps(record, indent=2))
     replace_section(TITLE, "\n".join([
-        TITLE, "", f"Measured {when} on {cpu_name()}, 2 threads; `{record['command']}`.",
+        TITLE, "", f"Measured {record['date']} on {record['machine']['cpu']}, 2 threads; "
+        f"`{record['command']}`.",
         "Milliseconds per call with one token of activations (N x K: the weight's shape; "
         "Qwen2.5-Coder-0.5B's MLP up/down and output matrices), mean of 20 calls after a "
         "warm-up (3 for torchao's int4 path, 5 for NF4 in fp32).", "", *lines, "",

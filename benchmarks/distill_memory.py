@@ -19,13 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from distill_runs import PAIRS
+from local_models import ensure_local
+from results_md import provenance
 
-from honed.artifacts import library_versions
-from honed.bench.machine import cpu_name
 from honed.models.load import weights_dir
 from honed.models.resolve import resolve
 
@@ -60,6 +59,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
+    ensure_local(*PAIRS["logits"])
     for ref in PAIRS["logits"]:  # make the GGUF float copies first, outside the measurement
         weights_dir(resolve(ref))
     (HERE.parent / "runs").mkdir(exist_ok=True)
@@ -71,10 +71,8 @@ def main() -> None:
             runs[name] = peak_of(code, argv)
         print(f"{name}: peak RSS {runs[name]['peak_rss_mb']:.0f} MB, {runs[name]['wall_s']:.0f} s")
     record = {"benchmark": "distill_memory", "pair": PAIRS["logits"],
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(["python", *sys.argv]), "honed": "honed " + " ".join(argv),
-              "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "os": platform.platform()},
-              "versions": library_versions(()), "runs": runs}  # fmt: skip
+              **provenance(os=platform.platform()), "honed": "honed " + " ".join(argv),
+              "runs": runs}  # fmt: skip
     out = HERE / "results" / "distill_memory.json"
     out.write_text(json.dumps(record, indent=2))
     print(f"saved {out.relative_to(HERE.parent)}")
