@@ -75,7 +75,8 @@ from paired import solved_problems  # noqa: E402
 from results_md import provenance, replace_section  # noqa: E402
 
 from honed.artifacts import read_manifest  # noqa: E402
-from honed.evaluate.tasks import HINTED  # noqa: E402
+from honed.config import DistillConfig  # noqa: E402
+from honed.distill.sequence import eval_config, reusable  # noqa: E402
 
 WORK = Path("runs/distill-bench")
 TUNED = "tuned-teacher"  # the variant part of `--tuned-teacher`
@@ -567,17 +568,14 @@ def evaluate(
 
 
 def seed_teacher_data(w: Path, target: Path, teacher: str, args: argparse.Namespace) -> None:
-    """Copy another variant's teacher answers to `target` when drawn the same way: they do
-    not depend on how the student trains, so only the training runs again. (The distill
-    stage checks every setting again and answers anew where one differs.)"""
-    wanted = {"n_samples": args.candidates, "temperature": args.teacher_temperature,
-              "limit": args.max_samples}  # fmt: skip
-    task = f"{HINTED if args.teacher_hint else ''}mbpp-train"  # what the teacher answered
+    """Copy another variant's teacher answers to `target` when drawn the same way (honed's
+    own test, `sequence.reusable`, on the teacher run `honed distill` would make): they do not
+    depend on how the student trains, so only the training runs again."""
+    cfg = DistillConfig(teacher=teacher, data="mbpp", teacher_hint=args.teacher_hint,
+                        candidates=args.candidates, teacher_temperature=args.teacher_temperature,
+                        max_samples=args.max_samples)  # fmt: skip
     for other in [] if target.exists() else sorted(w.glob("distilled*-teacher-data")):
-        summary = json.loads((other / "summary.json").read_text())
-        params = summary.get("params", {})
-        same = all(params.get(k) == v for k, v in wanted.items()) and summary.get("task") == task
-        if summary.get("model") == teacher and same:
+        if reusable(other, eval_config(cfg, other)):
             print(f"teacher answers: copied from {other}", flush=True)
             shutil.copytree(other, target)
             return
