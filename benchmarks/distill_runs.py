@@ -74,9 +74,10 @@ from local_models import ensure_local  # noqa: E402
 from paired import solved_problems  # noqa: E402
 from results_md import provenance, replace_section  # noqa: E402
 
-from honed.artifacts import read_manifest  # noqa: E402
+from honed.artifacts import read_manifest, tmp_dir_for  # noqa: E402
 from honed.config import DistillConfig  # noqa: E402
 from honed.distill.sequence import eval_config, reusable  # noqa: E402
+from honed.evaluate.journal import SETTINGS  # noqa: E402
 
 WORK = Path("runs/distill-bench")
 TUNED = "tuned-teacher"  # the variant part of `--tuned-teacher`
@@ -159,12 +160,29 @@ def _load(path: Path) -> dict[str, float]:
 
 def step(name: str, out: Path, *args: str, times: WallTimes) -> Path:
     """A honed command whose output directory is reused when it already exists (its wall
-    time then from this run's file, or another run's for a step they share)."""
+    time then from this run's file, or another run's for a step they share); one left
+    unfinished is resumed, its wall time adding to the interrupted tries'."""
     if not any((out / f).is_file() for f in ("manifest.json", "summary.json", "bench.json")):
-        times[name] = honed(*args)
+        resume = resumed(out, args[0])
+        before = times.get(name, 0.0) if resume else 0.0  # an interrupted try's time
+        start = time.perf_counter()
+        try:
+            honed(*args, *resume)
+        finally:
+            times[name] = before + time.perf_counter() - start
     elif name not in times and name in times.elsewhere and "distill" not in name:
         times[name] = times.elsewhere[name]  # a shared step; a distilled student never is
     return out
+
+
+def resumed(out: Path, command: str) -> list[str]:
+    """`--resume` for a training run or an eval that an earlier run of this script left
+    unfinished in OUT.tmp (stopped by SIGTERM, Ctrl-C or the end of a session): training goes
+    on from its latest checkpoint, an eval generates only the samples it lacks."""
+    work = tmp_dir_for(out)
+    if command in ("finetune", "distill") and work.is_dir():
+        return ["--resume"]
+    return ["--resume"] if command == "eval" and (work / SETTINGS).is_file() else []
 
 
 TRAINED_WITH = ("method", "max_samples", "max_steps", "batch_size", "dtype", "learning_rate")

@@ -2,7 +2,9 @@
 
 One run, one machine. Each server runs alone in its own process with the same threads and
 context; llama_cpp.server is started with --interrupt_requests False so that concurrent
-requests queue instead of cutting each other off (its default), which is what honed does.
+requests queue instead of cutting each other off (its default). honed serves twice: as
+started plainly (one generation at a time, the others queued) and with --max-concurrency
+set to the most clients (continuous batching: the running requests decode together).
 Every client sends streaming /v1/completions requests (greedy, no repeat penalty, the same
 fixed prompts, max_tokens each) one after another. Measured per concurrency level:
 aggregate completion tokens/s (all tokens / wall time of the level; tokens counted by
@@ -33,6 +35,7 @@ from honed.bench.machine import usable_cores  # noqa: E402
 from honed.bench.stats import summarize  # noqa: E402
 from honed.models.resolve import resolve  # noqa: E402
 
+BATCHED, OTHER = "honed batched", "llama_cpp.server"
 LOGS = Path("runs")  # the servers' own output goes to runs/serve_load_<server>.log
 PROMPTS = (
     "def quicksort(items):\n",
@@ -48,17 +51,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(server: str, gguf: str, port: int, threads: int, n_ctx: int) -> subprocess.Popen:
+def start(server: str, gguf: str, port: int, args: argparse.Namespace) -> subprocess.Popen:
     """Start one server and wait until it answers /v1/models."""
     bin_dir = Path(sys.executable).parent
-    if server == "honed":
+    threads, n_ctx = args.threads, args.n_ctx
+    if server.startswith("honed"):
         cmd = [str(bin_dir / "honed"), "serve", gguf, "--port", str(port), "--served-name", "m",
                "--threads", str(threads), "--n-ctx", str(n_ctx), "--max-queue", "64"]  # fmt: skip
+        if server == BATCHED:
+            cmd += ["--max-concurrency", str(max(args.clients))]
     else:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--port", str(port),
                "--model_alias", "m", "--n_threads", str(threads), "--n_threads_batch",
                str(threads), "--n_ctx", str(n_ctx), "--interrupt_requests", "False"]  # fmt: skip
-    log = open(LOGS / f"serve_load_{server}.log", "w")  # noqa: SIM115 (open while it runs)
+    log = open(LOGS / f"serve_load_{server.replace(' ', '_')}.log", "w")  # noqa: SIM115 (open while it runs)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     for _ in range(600):
         try:
@@ -123,7 +129,7 @@ def level(url: str, clients: int, requests: int, max_tokens: int, count) -> dict
 def measure(server: str, gguf: str, args: argparse.Namespace, count) -> list[dict]:
     """Start the server, measure every concurrency level, stop it."""
     port = free_port()
-    proc = start(server, gguf, port, args.threads, args.n_ctx)
+    proc = start(server, gguf, port, args)
     url = f"http://127.0.0.1:{port}"
     try:
         one_request(url, PROMPTS[0], 8)  # warm-up
@@ -177,7 +183,7 @@ def main() -> None:
     def count(text: str) -> int:
         return len(vocab.tokenize(text.encode(), add_bos=False, special=False)) if text else 0
 
-    servers = ("honed", "llama_cpp.server")
+    servers = ("honed", BATCHED, OTHER)
     raw: dict[str, list] = {s: [] for s in servers}
     for n in range(args.rounds):  # ABBA: each server goes first as often as it goes last
         for server in servers if n % 2 == 0 else servers[::-1]:
@@ -196,16 +202,21 @@ def main() -> None:
 
 
 def markdown(record: dict) -> str:
-    """The RESULTS.md section: both servers per concurrency level, and honed / llama_cpp."""
-    honed, other = record["results"]["honed"], record["results"]["llama_cpp.server"]
+    """The RESULTS.md section: every server per concurrency level, and each honed / llama_cpp."""
+    results = record["results"]
+    names = {"honed": "honed serve", BATCHED: "honed serve --max-concurrency N (batched)"}
+    servers = [s for s in ("honed", BATCHED) if s in results] + [OTHER]
     rows = ["| clients | server | aggregate tok/s | TTFT p50 (s) | TTFT p95 (s) | latency p50 (s) "
-            "| honed / llama_cpp tok/s |", "|---" * 7 + "|"]  # fmt: skip
-    for h, o in zip(honed, other, strict=True):
-        for name, r in (("honed serve", h), ("llama_cpp.server", o)):
-            ratio = f"{h['aggregate_tok_s'] / o['aggregate_tok_s']:.2f}" if r is h else ""
-            rows.append(f"| {r['clients']} | {name} | {r['aggregate_tok_s']:.1f} "
-                        f"| {r['ttft_s']['median']:.3f} | {r['ttft_s']['p95']:.3f} "
-                        f"| {r['latency_s']['median']:.3f} | {ratio} |")  # fmt: skip
+            "| x llama_cpp.server tok/s |", "|---" * 7 + "|"]  # fmt: skip
+    for n, base in enumerate(results[OTHER]):
+        for server in servers:
+            r = results[server][n]
+            x = r["aggregate_tok_s"] / base["aggregate_tok_s"]
+            rows.append(
+                f"| {r['clients']} | {names.get(server, server)} | {r['aggregate_tok_s']:.1f} "
+                f"| {r['ttft_s']['median']:.3f} | {r['ttft_s']['p95']:.3f} "
+                f"| {r['latency_s']['median']:.3f} | {'' if server == OTHER else f'{x:.2f}'} |"
+            )
     m = record["machine"]
     return "\n".join([
         "## Serving under load", "",

@@ -439,7 +439,17 @@ class ServeConfig(RuntimeConfig):
         None, description="Model name clients send and /v1/models lists (default: from MODEL)."
     )
     max_concurrency: int = Field(
-        1, ge=1, le=64, description="Generations at once (each holds its own copy of the model)."
+        1,
+        ge=1,
+        le=64,
+        description="Generations at once (llama.cpp: decoded together in one batch; other "
+        "runtimes: each holds its own copy of the model).",
+    )
+    batching: bool = Field(
+        True,
+        description="llama.cpp: concurrent requests share one model and decode together, "
+        "each joining and leaving the batch on its own (continuous batching); off: one model "
+        "copy per concurrent request.",
     )
     max_queue: int = Field(
         16, ge=0, description="Requests waiting beyond those; more get 429 with Retry-After."

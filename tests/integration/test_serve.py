@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -57,6 +58,31 @@ def test_every_backend_serves_chat_and_completions(models, backend):
         assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens > 0
         done = c.completions.create(prompt="add two and", **greedy)
         assert done.usage.prompt_tokens > 0 and done.choices[0].finish_reason in ("stop", "length")
+
+
+def test_llamacpp_serves_concurrent_requests_in_one_batch(models):
+    prompts = ["add two and", "one two three four", "the cat sat on"]
+    bodies = [{"model": "tiny", "prompt": p, "max_tokens": 12, "temperature": 0} for p in prompts]
+
+    def ask(url: str, body: dict) -> dict:
+        return httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()
+
+    with serve(models["llama.cpp"]) as url:
+        alone = [ask(url, body) for body in bodies]
+    cfg = ServeConfig(model=str(models["llama.cpp"]), served_name="tiny", max_concurrency=3)
+    app, _ = build(cfg)
+    slots = app.state.server.engine.backends
+    assert len(slots) == 3 and len({id(slot) for slot in slots}) == 1  # one model, 3 lanes
+    with running(app) as url, ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda body: ask(url, body), bodies))
+    slots[0].close()
+    assert [a["choices"] for a in together] == [a["choices"] for a in alone]
+    assert [a["usage"] for a in together] == [a["usage"] for a in alone]
+    app, _ = build(cfg.model_copy(update={"batching": False, "max_concurrency": 2}))
+    copies = app.state.server.engine.backends
+    assert len({id(copy) for copy in copies}) == 2  # --no-batching: a copy per slot
+    for copy in copies:
+        copy.close()
 
 
 def test_text_to_text_models_serve_completions(tiny_seq2seq):

@@ -91,12 +91,16 @@ class LlamaCppBackend(SequentialBackend):
         """One prompt on its own; several batch_size at a time, each row ending on its own."""
         if len(prompts) < 2 or self.batch_size < 2:
             return super().generate(prompts, params)
-        from honed.runtime import llamacpp_batch
+        rows = [self.batch_row(prompt, params) for prompt in prompts]
+        return self.batch_decoder().run(rows, self.batch_size)
 
-        rows = [self._row(prompt, params) for prompt in prompts]
+    def batch_decoder(self) -> Any:
+        """The `llamacpp_batch.BatchDecoder` of this model (its multi-sequence context)."""
         if self._batch is None:
-            self._batch = llamacpp_batch.BatchDecoder(self.llm, self._vocab)
-        return self._batch.run(rows, params, self.batch_size)
+            from honed.runtime.llamacpp_batch import BatchDecoder
+
+            self._batch = BatchDecoder(self.llm, self._vocab)
+        return self._batch
 
     def count_tokens(self, text: str) -> int:
         """Tokens of the text itself, without a BOS token."""
@@ -126,6 +130,16 @@ class LlamaCppBackend(SequentialBackend):
             "stop_token_ids": eog,
         }
 
+    def batch_row(self, prompt: str, params: GenerationParams) -> Any:
+        """A batch row (`llamacpp_batch.Row`) for the prompt, sampling as the one-prompt path
+        would; a prompt that leaves no room in the context is a HonedError."""
+        from honed.runtime.llamacpp_batch import Row, sampler_for
+
+        tokens = self._prompt_tokens(prompt)
+        budget = token_budget(len(tokens), params.max_new_tokens, self.context_size)
+        sampler = sampler_for(params, self._seed(params))
+        return Row(prompt, tokens, budget, StopFilter(params.stop), sampler, params.finished)
+
     def close(self) -> None:
         self._batch = None  # its context closes with the model
         self._free()
@@ -139,15 +153,6 @@ class LlamaCppBackend(SequentialBackend):
         if not tokens:
             raise HonedError("cannot generate from an empty prompt: give the model some text")
         return tokens
-
-    def _row(self, prompt: str, params: GenerationParams) -> Any:
-        """A batch row for the prompt, sampling as the one-prompt path would."""
-        from honed.runtime.llamacpp_batch import Row, sampler_for
-
-        tokens = self._prompt_tokens(prompt)
-        budget = token_budget(len(tokens), params.max_new_tokens, self.context_size)
-        sampler = sampler_for(params, self._seed(params))
-        return Row(prompt, tokens, budget, StopFilter(params.stop), sampler)
 
     def _pieces(self, tokens: list[int], params: GenerationParams, tally: Tally) -> Iterator[str]:
         """Decoded text of each sampled token, complete UTF-8 characters only."""

@@ -37,38 +37,61 @@ CELL_STEP = 256  # KV cells per sequence grow in steps of this many (llama.cpp p
 
 @dataclass
 class Row:
-    """One prompt's generation: its text so far (cut at stop strings) and why it ended."""
+    """One prompt's generation: its text so far (cut at stop strings) and why it ended.
+
+    For streaming, `on_text` gets each new piece of text as it is accepted and `on_end` is
+    called once the row is closed (`error` then holds what stopped the batch, if anything);
+    `cancelled` (set from any thread) makes the row end at its next token."""
 
     prompt: str
     tokens: list[int]
     budget: int
     stops: StopFilter
     sampler: Any  # llama_cpp._internals.LlamaSampler
+    finished: Callable[[str, str], bool] | None = None
+    on_text: Callable[[str], None] | None = None
+    on_end: Callable[[], None] | None = None
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     text: str = ""
     count: int = 0
+    first_at: float | None = None  # when its first token was sampled
     cut: bool = False  # a stop string appeared, or `finished` said the text is complete
     eog: bool = False  # an end-of-generation token was sampled
+    cancelled: bool = False
+    closed: bool = False
+    error: BaseException | None = None
 
     @property
     def ended(self) -> bool:
         return self.cut or self.eog
 
-    def accept(self, piece: str, finished: Callable[[str, str], bool] | None) -> bool:
+    def accept(self, piece: str) -> bool:
         """Take one token's text; return whether the row goes on."""
         if out := self.stops.feed(piece):
-            self.text += out
-            self.cut = finished is not None and finished(self.prompt, self.text)
+            self._add(out)
+            self.cut = self.finished is not None and self.finished(self.prompt, self.text)
         self.cut = self.cut or self.stops.stopped
-        return not self.cut and self.count < self.budget
+        return not self.cut and self.count < self.budget and not self.cancelled
 
     def close(self) -> None:
-        """Add the text held back (a partial character or stop string) unless it was cut."""
-        if not self.cut:
+        """Add the text held back (a partial character or stop string) unless it was cut or
+        cancelled; free the sampler. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if not self.cut and not self.cancelled:
             tail = self.decoder.decode(b"", final=True)
-            self.text += self.stops.feed(tail) + self.stops.flush()
+            self._add(self.stops.feed(tail) + self.stops.flush())
             self.cut = self.stops.stopped
         self.sampler.close()
+        if self.on_end is not None:
+            self.on_end()
+
+    def _add(self, text: str) -> None:
+        if text:
+            self.text += text
+            if self.on_text is not None:
+                self.on_text(text)
 
 
 def put(batch: Any, tokens: list[int], pos: int, seq: int) -> int:
@@ -106,16 +129,22 @@ class BatchDecoder:
         self.cells = 0
         self.seqs = 0
 
-    def run(self, rows: list[Row], params: GenerationParams, width: int) -> list[Completion]:
+    def run(self, rows: list[Row], width: int) -> list[Completion]:
         """Generate every row to its end, at most `width` at a time: a row that ends makes
         room for the next waiting one. The completions share the call's timings."""
         started = time.perf_counter()
         width = max(1, min(width, len(rows)))
-        ctx = self._context(max(len(r.tokens) + r.budget for r in rows), width)
-        llama_cpp.llama_memory_clear(ctx.memory, True)
+        ctx = self.context(max(len(r.tokens) + r.budget for r in rows), width)
+        waiting = deque(rows)
+
+        def admit(free: int, idle: bool) -> list[Row] | None:
+            if idle and not waiting:
+                return None
+            return [waiting.popleft() for _ in range(min(free, len(waiting)))]
+
         batch = _internals.LlamaBatch(n_tokens=ctx.n_ctx(), embd=0, n_seq_max=1, verbose=False)
         try:
-            first = self._decode(ctx, batch, rows, params, width)
+            first = self.decode(ctx, batch, width, admit)
         finally:
             batch.close()
             for row in rows:
@@ -123,51 +152,79 @@ class BatchDecoder:
         total = time.perf_counter() - started
         return [self._completion(row, (first or started + total) - started, total) for row in rows]
 
-    def _decode(
-        self, ctx: Any, batch: Any, rows: list[Row], params: GenerationParams, width: int
+    def decode(
+        self,
+        ctx: Any,
+        batch: Any,
+        width: int,
+        admit: Callable[[int, bool], list[Row] | None],
     ) -> float:
-        """Each call decodes the live rows' last tokens and the prompts of rows let in where
-        others ended; returns when the first token came."""
-        waiting, free = deque(range(len(rows))), list(range(width - 1, -1, -1))
-        seq_of: dict[int, int] = {}
-        live: list[int] = []
+        """Decode rows until `admit` returns None; returns when the first token came.
+
+        Each call to llama.cpp decodes the live rows' last tokens and the prompts of the rows
+        `admit(free lanes, idle)` lets in (idle: no row is live; it may block until one comes).
+        A row ends at its end-of-generation token, stop string, budget or when cancelled: its
+        cells are freed, it is closed, and its lane takes the next row."""
+        llama_cpp.llama_memory_clear(ctx.memory, True)
+        live: list[Row] = []
+        try:
+            return self._steps(ctx, batch, width, admit, live)
+        except BaseException as exc:
+            for row in live:  # their requests get the error
+                row.error = exc
+                row.close()
+            raise
+
+    def _steps(
+        self,
+        ctx: Any,
+        batch: Any,
+        width: int,
+        admit: Callable[[int, bool], list[Row] | None],
+        live: list[Row],
+    ) -> float:
+        free = list(range(width - 1, -1, -1))
+        lane: dict[int, int] = {}  # id(row) -> its sequence
         chosen: dict[int, int] = {}
         first = 0.0
         while True:
-            parts = [(seq_of[r], [chosen[r]], self._next_pos(rows[r]), r) for r in live]
-            while waiting and free:
-                r = waiting.popleft()
-                seq_of[r] = free.pop()
-                parts.append((seq_of[r], rows[r].tokens, 0, r))
-                live.append(r)
-            if not live:
+            parts = [(lane[id(r)], [chosen[id(r)]], self._next_pos(r), r) for r in live]
+            new = admit(len(free), not live)
+            if new is None:
                 return first
+            for row in new:
+                lane[id(row)] = free.pop()
+                parts.append((lane[id(row)], row.tokens, 0, row))
+                live.append(row)
+            if not live:
+                continue
             # in sequence order: llama.cpp splits a batch whose sequences come out of order
             # into many small ones (each step much slower)
             batch.reset()
-            at = {r: put(batch, tokens, pos, seq) for seq, tokens, pos, r in sorted(parts)}
+            at = {id(r): put(batch, t, pos, seq) for seq, t, pos, r in sorted(parts, key=_lane)}
             ctx.decode(batch)
-            chosen = {r: rows[r].sampler.sample(ctx, at[r]) for r in live}
+            chosen = {id(r): r.sampler.sample(ctx, at[id(r)]) for r in live}
             first = first or time.perf_counter()
-            ended = [r for r in live if not self._take(rows[r], chosen[r], params)]
-            for r in ended:
-                llama_cpp.llama_memory_seq_rm(ctx.memory, seq_of[r], -1, -1)
-                free.append(seq_of.pop(r))
-                live.remove(r)
+            for row in [r for r in live if not self._take(r, chosen[id(r)])]:
+                llama_cpp.llama_memory_seq_rm(ctx.memory, lane[id(row)], -1, -1)
+                free.append(lane.pop(id(row)))
+                live.remove(row)
+                row.close()
 
     @staticmethod
     def _next_pos(row: Row) -> int:
         return len(row.tokens) + row.count - 1
 
-    def _take(self, row: Row, token: int, params: GenerationParams) -> bool:
+    def _take(self, row: Row, token: int) -> bool:
         """Count the row's token and take its text; return whether the row goes on."""
         row.count += 1
+        row.first_at = row.first_at or time.perf_counter()
         if llama_cpp.llama_vocab_is_eog(self.vocab, token):
             row.eog = True
             return False
-        return row.accept(row.decoder.decode(self.llm.detokenize([token])), params.finished)
+        return row.accept(row.decoder.decode(self.llm.detokenize([token])))
 
-    def _context(self, cells: int, seqs: int) -> Any:
+    def context(self, cells: int, seqs: int) -> Any:
         """A context with room for `cells` KV cells in each of `seqs` sequences (made when
         needed). Each sequence has its own KV stream, so a row's attention never spans
         another row's cells: its logits are those it would get alone."""
@@ -187,3 +244,7 @@ class BatchDecoder:
     def _completion(row: Row, ttft: float, total: float) -> Completion:
         reason = "stop" if row.ended else "length"
         return Completion(row.text, len(row.tokens), row.count, ttft, total, finish_reason=reason)
+
+
+def _lane(part: tuple[int, list[int], int, Row]) -> int:
+    return part[0]

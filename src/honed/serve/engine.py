@@ -1,10 +1,12 @@
 """Runs generations for the server: a bounded queue in front of a pool of loaded models.
 
-Backends are not thread-safe, so each generation holds one model copy (a slot) from start
-to end; `max_concurrency` copies run at once, `max_queue` requests may wait, and the rest
-are turned away (Busy, a 429). A generation runs in a worker thread and hands its text
-pieces to the event loop; when the client goes away or the deadline passes, the worker
-stops at the next token and the slot is freed only once the model is idle again.
+Backends are not thread-safe, so each generation holds one slot from start to end: a model copy
+of its own, or on llama.cpp a lane of the one model that decodes every running request together
+(`batching.BatchedModel`, the same object in every slot). `max_concurrency` slots run at once,
+`max_queue` requests may wait, and the rest are turned away (Busy, a 429). A generation runs in
+a worker thread and hands its text pieces to the event loop; when the client goes away or the
+deadline passes, the worker stops at the next token and the slot is freed only once the model
+is idle again.
 """
 
 from __future__ import annotations

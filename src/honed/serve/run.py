@@ -47,7 +47,18 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def load_copies(cfg: ServeConfig) -> list[Backend]:
-    """max_concurrency copies of the model, sharing the CPU cores unless --threads is set."""
+    """One slot per concurrent generation. On llama.cpp (unless --no-batching) every slot is
+    the same model, decoding all running requests together on all the cores; otherwise each
+    slot is its own copy of the model, the copies sharing the cores unless --threads is set."""
+    if cfg.max_concurrency > 1 and cfg.batching and runs_on_llamacpp(cfg):
+        from honed.serve.batching import BatchedModel
+
+        backend = load_configured(cfg)
+        try:
+            return [BatchedModel(backend, cfg.max_concurrency)] * cfg.max_concurrency
+        except BaseException:
+            backend.close()
+            raise
     if cfg.max_concurrency > 1 and cfg.threads is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         cfg = cfg.model_copy(update={"threads": max(1, cores // cfg.max_concurrency)})
@@ -60,6 +71,13 @@ def load_copies(cfg: ServeConfig) -> list[Backend]:
             backend.close()
         raise
     return copies
+
+
+def runs_on_llamacpp(cfg: ServeConfig) -> bool:
+    """Whether cfg's model loads with the llama.cpp backend."""
+    from honed.runtime.base import choose_backend
+
+    return choose_backend(cfg.model, cfg.backend)[0] == "llama.cpp"
 
 
 def build(cfg: ServeConfig) -> tuple[object, str]:

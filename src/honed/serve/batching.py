@@ -1,0 +1,121 @@
+"""Continuous batching for `honed serve` on llama.cpp: one model decodes every running request.
+
+A scheduler thread owns the model's multi-sequence context (`llamacpp_batch`). A request
+becomes a batch row in its own KV stream; at each step llama.cpp decodes the next token of
+every running row, plus the prompts of rows that arrived since, in one `llama_decode`, so the
+weights are read once per step for all of them. A row leaves the batch at its end (end of
+turn, stop string, max_tokens) or when its client goes away, and a waiting request takes its
+lane at the next step. Each row samples with its own seeded chain and attends only over its
+own cells, so a reply is the one the request gets alone, up to float rounding at near-ties
+(see `llamacpp_batch`).
+
+`BatchedModel.stream` is the Backend's `stream`, callable from many threads at once; the
+server's Engine hands the same object to each of its `max_concurrency` slots. Everything
+else (chat template, tokenizer, context size) is the wrapped backend's.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from honed.runtime.base import GenerationParams, Usage
+
+log = logging.getLogger(__name__)
+END = object()  # what a row's queue gets once the row is closed
+
+
+class BatchedModel:
+    """A llama.cpp backend whose streams share one batch, `width` rows at a time."""
+
+    def __init__(self, backend: Any, width: int) -> None:
+        self.backend = backend
+        self._inbox: deque[Any] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        decoder = backend.batch_decoder()
+        self._ctx = decoder.context(backend.context_size, width)
+        self.width = decoder.seqs  # llama.cpp caps the sequences of one context
+        self._thread = threading.Thread(
+            target=self._loop, args=(decoder,), daemon=True, name="honed-batch"
+        )
+        self._thread.start()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)  # name, model_ref, context_size, chat_prompt, ...
+
+    def stream(
+        self, prompt: str, params: GenerationParams, usage: Usage | None = None
+    ) -> Iterator[str]:
+        """Yield the completion's text as the batch makes it; closing the iterator early takes
+        the row out of the batch at its next token."""
+        started = time.perf_counter()
+        row = self.backend.batch_row(prompt, params)  # a HonedError for a prompt too long
+        out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        row.on_text, row.on_end = out.put, lambda: out.put(END)
+        with self._wake:
+            if self._closing:
+                row.close()
+                raise RuntimeError("the model is shutting down")
+            self._inbox.append(row)
+            self._wake.notify()
+        try:
+            while (piece := out.get()) is not END:
+                yield piece
+            if row.error is not None:
+                raise row.error
+        finally:
+            row.cancelled = True  # a no-op once it has ended
+            if usage is not None:
+                usage.prompt_tokens, usage.completion_tokens = len(row.tokens), row.count
+                usage.finish_reason = "stop" if row.ended else "length"
+                usage.ttft_s = None if row.first_at is None else row.first_at - started
+
+    def close(self) -> None:
+        """Let the running and waiting rows finish, stop the scheduler, free the model."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+        if self.backend.llm is not None:
+            self.backend.close()
+
+    def _admit(self, free: int, idle: bool) -> list[Any] | None:
+        """Up to `free` waiting rows, skipping those whose client already left; when none is
+        running, wait for one. None once closing with nothing left to run."""
+        with self._wake:
+            while idle and not self._inbox and not self._closing:
+                self._wake.wait()
+            if idle and not self._inbox:
+                return None
+            rows: list[Any] = []
+            while self._inbox and len(rows) < free:
+                row = self._inbox.popleft()
+                if row.cancelled:
+                    row.close()
+                else:
+                    rows.append(row)
+            return rows
+
+    def _loop(self, decoder: Any) -> None:
+        """Scheduler thread: decode until closed. A llama.cpp failure ends the rows in the
+        batch with that error (their requests fail) and the batch starts afresh."""
+        from llama_cpp import _internals
+
+        batch = _internals.LlamaBatch(
+            n_tokens=self._ctx.n_ctx(), embd=0, n_seq_max=1, verbose=False
+        )
+        try:
+            while True:
+                try:
+                    decoder.decode(self._ctx, batch, self.width, self._admit)
+                    return
+                except Exception:  # the rows in the batch got it; the server goes on
+                    log.exception("llama.cpp failed while decoding a batch")
+        finally:
+            batch.close()
