@@ -74,12 +74,12 @@ class Row:
         return not self.cut and self.count < self.budget and not self.cancelled
 
     def close(self) -> None:
-        """Add the text held back (a partial character or stop string) unless it was cut or
-        cancelled; free the sampler. Idempotent."""
+        """Add the text held back (a partial character or stop string) unless it was cut,
+        cancelled or failed; free the sampler. Idempotent."""
         if self.closed:
             return
         self.closed = True
-        if not self.cut and not self.cancelled:
+        if not self.cut and not self.cancelled and self.error is None:
             tail = self.decoder.decode(b"", final=True)
             self._add(self.stops.feed(tail) + self.stops.flush())
             self.cut = self.stops.stopped
