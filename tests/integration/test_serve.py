@@ -19,7 +19,7 @@ import pytest
 
 from honed.config import QuantizeConfig, ServeConfig
 from honed.quantize.stage import quantize
-from honed.serve.run import build, running
+from honed.serve.run import build, concurrency, running
 
 pytestmark = pytest.mark.integration
 MESSAGES = [{"role": "user", "content": "add two and three"}]
@@ -63,24 +63,34 @@ def test_every_backend_serves_chat_and_completions(models, backend):
 def test_llamacpp_serves_concurrent_requests_in_one_batch(models):
     prompts = ["add two and", "one two three four", "the cat sat on"]
     bodies = [{"model": "tiny", "prompt": p, "max_tokens": 12, "temperature": 0} for p in prompts]
+    greedy = {"model": "tiny", "max_tokens": 12, "temperature": 0}
 
-    def ask(url: str, body: dict) -> dict:
-        return httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()
+    def ask(url: str, body: dict | None) -> dict | str:
+        if body is not None:
+            return httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        chunks = c.chat.completions.create(messages=MESSAGES, stream=True, **greedy)
+        return "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
 
     with serve(models["llama.cpp"]) as url:
         alone = [ask(url, body) for body in bodies]
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        chat = c.chat.completions.create(messages=MESSAGES, **greedy).choices[0].message.content
     cfg = ServeConfig(model=str(models["llama.cpp"]), served_name="tiny", max_concurrency=3)
     app, _ = build(cfg)
     slots = app.state.server.engine.backends
     assert len(slots) == 3 and len({id(slot) for slot in slots}) == 1  # one model, 3 lanes
-    with running(app) as url, ThreadPoolExecutor(3) as pool:
-        together = list(pool.map(lambda body: ask(url, body), bodies))
+    assert concurrency(app) == ", 3 requests at once (decoded together)"
+    with running(app) as url, ThreadPoolExecutor(4) as pool:  # one of the four waits
+        *together, streamed = pool.map(lambda body: ask(url, body), [*bodies, None])
     slots[0].close()
     assert [a["choices"] for a in together] == [a["choices"] for a in alone]
     assert [a["usage"] for a in together] == [a["usage"] for a in alone]
+    assert streamed == chat
     app, _ = build(cfg.model_copy(update={"batching": False, "max_concurrency": 2}))
     copies = app.state.server.engine.backends
     assert len({id(copy) for copy in copies}) == 2  # --no-batching: a copy per slot
+    assert concurrency(app) == ", 2 requests at once (one model copy each)"
     for copy in copies:
         copy.close()
 

@@ -106,11 +106,20 @@ def serve(cfg: ServeConfig, announce=print) -> None:  # noqa: ANN001
         app, name = build(cfg)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        announce(f"serving '{name}' at http://{shown}:{port}/v1 (Ctrl-C stops)")
+        announce(f"serving '{name}' at http://{shown}:{port}/v1{concurrency(app)} (Ctrl-C stops)")
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def concurrency(app: object) -> str:
+    """How the app runs concurrent requests, for the start-up line ('' for one at a time)."""
+    slots = app.state.server.engine.backends  # type: ignore[attr-defined]
+    if len(slots) == 1:
+        return ""
+    how = "decoded together" if len({id(s) for s in slots}) == 1 else "one model copy each"
+    return f", {len(slots)} requests at once ({how})"
 
 
 @contextlib.contextmanager
