@@ -540,5 +540,8 @@ class DistillConfig(FinetuneConfig):
         description="New tokens per teacher answer (sequence mode, --targets teacher or both).",
     )
     teacher_backend: Literal["auto", "transformers", "llama.cpp", "onnxruntime"] = Field(
-        "auto", description="Runtime that generates the teacher's answers."
+        "auto",
+        description="Runtime that generates the teacher's answers; in logits mode llama.cpp "
+        "also scores the training sequences with a GGUF teacher's own weights (lighter on a "
+        "CPU than transformers, which scores them under auto).",
     )

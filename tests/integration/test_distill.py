@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from honed.config import DistillConfig
 from honed.distill import kd
@@ -170,6 +171,48 @@ def test_logits_mode_refuses_different_tokenizers(
     with pytest.raises(HonedError, match="same tokenizer.*--mode sequence"):
         distill(cfg)
     assert not (tmp_path / "student").exists()
+
+
+def test_a_gguf_teacher_scored_by_llama_cpp(
+    tiny_causal, tiny_causal_real_tokenizer, arith_data, tmp_path
+):
+    """--teacher-backend llama.cpp: the file's own logits (those torch computes from the same
+    weights, to f16 rounding), a cache of their own, and the student learns them."""
+    from honed.config import QuantizeConfig
+    from honed.quantize.stage import quantize
+
+    gguf = quantize(
+        QuantizeConfig(
+            model=str(tiny_causal_real_tokenizer),
+            method="gguf-f16",
+            output=tmp_path / "gguf",
+            check=False,
+        )
+    ).output
+    rows = [list(range(5, 45)), list(range(100, 130))]
+    vocab = 49152
+    by_torch = kd.Teacher(str(tiny_causal_real_tokenizer), "float32", False).top_k(rows, 4, vocab)
+    by_llama = kd.LlamaCppTeacher(str(gguf), n_ctx=64, threads=1)
+    for (_, want), (_, got) in zip(by_torch, by_llama.top_k(rows, 4, vocab), strict=True):
+        assert got.shape == want.shape and torch.allclose(got, want, atol=2e-2)
+    by_llama.release()
+
+    cfg = config(tmp_path, gguf, arith_data, student_config=SMALL, teacher_backend="llama.cpp")
+    done = distill(cfg)
+    curve = kd_curve(done.output)
+    assert curve[-1] < 0.8 * curve[0]
+    record = done.manifest["distill"]
+    assert record["teacher"]["scored_by"] == "llama.cpp" and record["teacher_forward_passes"] > 0
+    by_torch_cfg = cfg.model_copy(update={"teacher_backend": "auto", "output": tmp_path / "s2"})
+    assert distill(by_torch_cfg).manifest["distill"]["cache"]["filled_before_training"] > 0
+    assert len(list((tmp_path / "kd").iterdir())) == 2  # one cache each, never mixed
+
+    not_gguf = config(
+        tmp_path, tiny_causal, arith_data, student_config=SMALL, teacher_backend="llama.cpp"
+    )
+    with pytest.raises(HonedError, match="scores a GGUF teacher"):
+        distill(not_gguf)
+    assert (tmp_path / "student" / "manifest.json").is_file()  # refused before touching it
 
 
 def test_bad_student_choices_get_one_line(tiny_causal, arith_data, tmp_path):

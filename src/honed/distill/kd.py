@@ -89,13 +89,52 @@ class Teacher:
         return [(index[n, : len(r)].cpu(), values[n, : len(r)].cpu()) for n, r in enumerate(rows)]
 
 
+class LlamaCppTeacher:
+    """A GGUF teacher scored by llama.cpp (`--teacher-backend llama.cpp`): each row's logits
+    at every position, one row at a time, on the file's own quantized weights. On a CPU this
+    is much lighter than the teacher dequantized into torch float32 (size and speed:
+    `benchmarks/teacher_scoring.py`); the logits are those of the file honed eval scores."""
+
+    def __init__(self, ref: str, n_ctx: int, threads: int | None) -> None:
+        self.ref = ref
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.calls = 0
+        self._backend: Any = None
+
+    def backend(self) -> Any:
+        if self._backend is None:
+            from honed.runtime.base import load_backend
+
+            log.info("loading teacher %s with llama.cpp", self.ref)
+            self._backend = load_backend(
+                self.ref, "llama.cpp", n_ctx=self.n_ctx, n_threads=self.threads, logits_all=True
+            )
+        return self._backend
+
+    def release(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def top_k(self, rows: list[list[int]], k: int, vocab: int) -> list[tuple[torch.Tensor, ...]]:
+        """(ids, logits) [len, k] of the teacher's best k tokens at each position of each row."""
+        self.calls += 1
+        backend, out = self.backend(), []
+        for row in rows:
+            logits = torch.from_numpy(backend.token_logits(row))[:, :vocab]
+            values, index = logits.topk(k, dim=-1)
+            out.append((index, values))
+        return out
+
+
 @dataclass
 class KDState:
     """What the trainer needs: settings, cache, teacher, and running loss parts for logging."""
 
     settings: KDSettings
     cache: TeacherCache
-    teacher: Teacher
+    teacher: Teacher | LlamaCppTeacher
     parts: dict[str, list[float]] = field(default_factory=lambda: {"kd": [], "ce": []})
     on_policy_batches: int = 0
     seed: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 from honed.config import DistillConfig
 from honed.data import PreparedData
 from honed.distill.cache import TeacherCache
-from honed.distill.kd import KDSettings, KDState, KDTrainer, Teacher
+from honed.distill.kd import KDSettings, KDState, KDTrainer, LlamaCppTeacher, Teacher
+from honed.errors import HonedError
 from honed.train.finetune import StageHooks
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,11 @@ def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -
 
     teacher_sha = fingerprint(cfg.teacher)
     record["teacher"]["sha256"] = teacher_sha
+    record["teacher"]["scored_by"] = scorer(cfg)
+    # llama.cpp's logits differ from torch's on the same weights: a cache of their own
+    cache_key = (
+        teacher_sha if scorer(cfg) == "transformers" else sha256_text(teacher_sha, "llama.cpp")
+    )
     settings = KDSettings(
         alpha=cfg.alpha,
         kind=cfg.kd_loss,
@@ -32,8 +39,8 @@ def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -
     )
     state = KDState(
         settings,
-        TeacherCache(cache_root / teacher_sha[:16], teacher_sha, cfg.top_k),
-        Teacher(cfg.teacher, cfg.teacher_dtype, cfg.trust_remote_code),
+        TeacherCache(cache_root / cache_key[:16], cache_key, cfg.top_k),
+        teacher_of(cfg),
         seed=cfg.seed,
     )
 
@@ -63,6 +70,32 @@ def logits_hooks(cfg: DistillConfig, record: dict[str, Any], cache_root: Path) -
         }
 
     return StageHooks(trainer_cls=KDTrainer, on_trainer=attach, manifest=manifest)
+
+
+def scorer(cfg: DistillConfig) -> str:
+    """What computes the teacher's logits: llama.cpp when asked for (a GGUF teacher only),
+    else transformers (under auto too: on a GPU torch is the fast one)."""
+    return "llama.cpp" if cfg.teacher_backend == "llama.cpp" else "transformers"
+
+
+def teacher_of(cfg: DistillConfig) -> Teacher | LlamaCppTeacher:
+    """The teacher that scores the training sequences; a non-GGUF teacher for llama.cpp is a
+    one-line error before anything runs."""
+    if scorer(cfg) == "transformers":
+        return Teacher(cfg.teacher, cfg.teacher_dtype, cfg.trust_remote_code)
+    from honed.models.resolve import resolve
+
+    if resolve(cfg.teacher).kind != "gguf":
+        raise HonedError(
+            f"--teacher-backend llama.cpp scores a GGUF teacher; '{cfg.teacher}' is not one: "
+            "pass a .gguf file (honed quantize --method gguf-q8_0 makes one) or leave it out"
+        )
+    n_ctx = cfg.max_length + (cfg.on_policy_max_new_tokens if cfg.on_policy > 0 else 0)
+    return LlamaCppTeacher(cfg.teacher, n_ctx=n_ctx, threads=cfg.threads)
+
+
+def sha256_text(*parts: str) -> str:
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()
 
 
 def warm_cache(state: KDState, trainer: Any, batch_size: int) -> None:

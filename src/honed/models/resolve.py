@@ -70,7 +70,24 @@ def _builtin_gguf(name: str, spec: Builtin) -> Path | None:
     return cached if cached.is_file() else None
 
 
+def gguf_file_in(path: Path) -> Path | None:
+    """The .gguf file of a GGUF artifact directory (format "gguf" in its manifest), if any."""
+    if not is_artifact(path) or read_manifest(path).get("format") != "gguf":
+        return None
+    files = sorted(path.glob("*.gguf"))
+    if len(files) != 1:
+        raise HonedError(
+            f"GGUF artifact '{path}' holds {len(files)} .gguf files, expected one: "
+            "pass the .gguf file itself"
+        )
+    return files[0]
+
+
 def _resolve_artifact(path: Path) -> ModelSource:
+    """An artifact's weights: an adapter on its base, a GGUF export's .gguf file (so that
+    training code, tokenizers and runtimes all read the file), or a model directory."""
+    if (gguf := gguf_file_in(path)) is not None:
+        return ModelSource("gguf", str(gguf), str(path))
     manifest = read_manifest(path)
     if manifest.get("format") == "peft-adapter":
         base_ref = manifest.get("base_model", {}).get("ref")

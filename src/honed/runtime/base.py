@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from honed.artifacts import is_artifact, read_manifest
 from honed.errors import HonedError
 from honed.models.resolve import ModelSource, resolve
 
@@ -159,7 +158,7 @@ def choose_backend(ref: str, backend: str = "auto") -> tuple[str, ModelSource]:
     known = sorted(set(BACKENDS) | set(BACKEND_MODULES))
     if backend != "auto" and backend not in known:
         raise HonedError(f"unknown backend '{backend}': choose auto or one of {', '.join(known)}")
-    source = _gguf_artifact_source(resolve(ref))
+    source = resolve(ref)
     is_gguf = source.kind == "gguf"
     if backend == "auto":
         if is_onnx_artifact(source):
@@ -185,25 +184,6 @@ def llama_cpp_available() -> bool:
     except Exception:  # an ImportError, or a shared library that fails to load
         return False
     return True
-
-
-def gguf_file_in(path: Path) -> Path | None:
-    """The .gguf file of a GGUF artifact directory (format "gguf" in its manifest), if any."""
-    if not is_artifact(path) or read_manifest(path).get("format") != "gguf":
-        return None
-    files = sorted(path.glob("*.gguf"))
-    if len(files) != 1:
-        raise HonedError(
-            f"GGUF artifact '{path}' holds {len(files)} .gguf files, expected one: "
-            "pass the .gguf file itself"
-        )
-    return files[0]
-
-
-def _gguf_artifact_source(source: ModelSource) -> ModelSource:
-    if source.kind != "hf-dir" or (gguf := gguf_file_in(Path(source.path))) is None:
-        return source
-    return ModelSource("gguf", str(gguf), source.ref)
 
 
 def _loader(name: str) -> Loader:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from honed.errors import HonedError
+from honed.models.resolve import resolve
 from honed.runtime import base, load_backend
 from honed.runtime.base import choose_backend
 
@@ -59,6 +60,8 @@ def test_gguf_artifact_resolves_to_its_file(tmp_path: Path) -> None:
     name, source = choose_backend(str(root), "llama.cpp")
     assert (name, source.kind) == ("llama.cpp", "gguf")
     assert source.path == str(root / "model-q4_k_m.gguf")
+    # everything else that reads weights (training, tokenizers, distillation) sees the file too
+    assert resolve(str(root)) == source and source.ref == str(root)
     two = gguf_artifact(tmp_path / "two", ["a.gguf", "b.gguf"])
     with pytest.raises(HonedError, match="2 .gguf files"):
         choose_backend(str(two))
