@@ -83,10 +83,12 @@ def test_llamacpp_serves_concurrent_requests_in_one_batch(models):
     assert concurrency(app) == ", 3 requests at once (decoded together)"
     with running(app) as url, ThreadPoolExecutor(4) as pool:  # one of the four waits
         *together, streamed = pool.map(lambda body: ask(url, body), [*bodies, None])
+        listed = ask(url, {**bodies[0], "prompt": prompts})  # one request, decoded together
     slots[0].close()
     assert [a["choices"] for a in together] == [a["choices"] for a in alone]
     assert [a["usage"] for a in together] == [a["usage"] for a in alone]
     assert streamed == chat
+    assert [c["text"] for c in listed["choices"]] == [a["choices"][0]["text"] for a in alone]
     app, _ = build(cfg.model_copy(update={"batching": False, "max_concurrency": 2}))
     copies = app.state.server.engine.backends
     assert len({id(copy) for copy in copies}) == 2  # --no-batching: a copy per slot

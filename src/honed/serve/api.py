@@ -8,6 +8,7 @@ a generation that runs past the request timeout is a 504.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -121,16 +122,14 @@ class Server:
         return Generation(prompt, params, deadline=time.monotonic() + self.cfg.request_timeout_s)
 
     async def respond(self, request: Request, jobs: list[Generation], chat: bool) -> Response:
-        """Run the jobs one after another and answer with the whole completion."""
+        """Run the jobs (together where the model decodes streams in one batch, else one after
+        another) and answer with the whole completion."""
         route, ticket = request.url.path, self.engine.admit()
-        texts: list[str] = []
         try:
             async with self.engine.slot(ticket) as backend:
-                for job in jobs:
-                    text = await self._collect(request, self.engine.pieces(backend, job), job)
-                    if text is None:
-                        return Response(status_code=499)  # the client went away
-                    texts.append(text)
+                texts = await self._texts(request, backend, jobs)
+                if None in texts:
+                    return Response(status_code=499)  # the client went away
         finally:
             ticket.release()
         self._observe(route, jobs)
@@ -168,6 +167,20 @@ class Server:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    async def _texts(
+        self, request: Request, backend: Any, jobs: list[Generation]
+    ) -> list[str | None]:
+        """Each job's text; None for the jobs stopped because the client went away."""
+        if getattr(backend, "concurrent_streams", False):
+            pending = (self._collect(request, self.engine.pieces(backend, j), j) for j in jobs)
+            return list(await asyncio.gather(*pending))
+        texts: list[str | None] = []
+        for job in jobs:
+            texts.append(await self._collect(request, self.engine.pieces(backend, job), job))
+            if texts[-1] is None:
+                break
+        return texts
 
     async def _collect(
         self, request: Request, pieces: AsyncIterator[str], job: Generation

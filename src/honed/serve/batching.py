@@ -33,6 +33,8 @@ END = object()  # what a row's queue gets once the row is closed
 class BatchedModel:
     """A llama.cpp backend whose streams share one batch, `width` rows at a time."""
 
+    concurrent_streams = True  # several streams of one request may run at once
+
     def __init__(self, backend: Any, width: int) -> None:
         self.backend = backend
         self._inbox: deque[Any] = deque()

@@ -212,3 +212,35 @@ def test_a_slow_request_times_out_with_504_and_the_server_goes_on():
         assert slow.stopped_early.wait(5)
         quick = httpx.post(f"{base}/v1/completions", json={**body, "max_tokens": 2}, timeout=10)
         assert quick.status_code == 200
+
+
+class Overlapping(Scripted):
+    """Counts how many of its streams run at once."""
+
+    def __init__(self, concurrent: bool) -> None:
+        super().__init__(delay=0.02)
+        self.concurrent_streams = concurrent
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def stream(self, prompt, params, usage=None):  # noqa: ANN001, ANN201
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            yield from super().stream(prompt, params, usage)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("concurrent", [True, False], ids=["batched model", "model copy"])
+def test_the_prompts_of_one_request_run_together_on_a_batched_model(concurrent: bool) -> None:
+    backend = Overlapping(concurrent)
+    with serve(backend) as base:
+        body = {"model": "scripted", "prompt": ["a", "b c", "d e f"], "max_tokens": 5}
+        done = httpx.post(f"{base}/v1/completions", json=body, timeout=30).json()
+    assert [c["index"] for c in done["choices"]] == [0, 1, 2]
+    assert {c["text"] for c in done["choices"]} == {" w0 w1 w2 w3 w4"}
+    assert done["usage"]["prompt_tokens"] == 6 and done["usage"]["completion_tokens"] == 15
+    assert backend.most == (3 if concurrent else 1)
