@@ -46,12 +46,15 @@ recorded (in MODE/wall_s*.json, kept across resumes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -89,10 +92,29 @@ PAIRS = {
 
 
 def honed(*args: str) -> float:
-    """Run one honed command; its wall time in seconds."""
+    """Run one honed command; its wall time in seconds. While it runs, Ctrl-C and SIGTERM
+    are left to it (they reach the whole process group: `kill -TERM -- -PGID`): a training
+    run checkpoints, an eval keeps its samples, and then this script stops too, keeping the
+    step's time so far (the next run resumes the step and adds to it)."""
     start = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "honed"), *args], check=True)
+    with stops_left_to_child():
+        code = subprocess.call([str(Path(sys.executable).parent / "honed"), *args])
+    if code:
+        raise SystemExit(f"honed {args[0]} exited with status {code}: run again to resume")
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def stops_left_to_child() -> Iterator[None]:
+    """Let SIGINT and SIGTERM do nothing here meanwhile (subprocess would otherwise kill the
+    child 0.25 s after a Ctrl-C, in the middle of its checkpoint). A Python handler, not
+    SIG_IGN, which the child would inherit."""
+    saved = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 class WallTimes(dict):
@@ -163,11 +185,10 @@ def step(name: str, out: Path, *args: str, times: WallTimes) -> Path:
     time then from this run's file, or another run's for a step they share); one left
     unfinished is resumed, its wall time adding to the interrupted tries'."""
     if not any((out / f).is_file() for f in ("manifest.json", "summary.json", "bench.json")):
-        resume = resumed(out, args[0])
-        before = times.get(name, 0.0) if resume else 0.0  # an interrupted try's time
+        before = times.get(name, 0.0)  # the interrupted tries' time (their work is resumed)
         start = time.perf_counter()
         try:
-            honed(*args, *resume)
+            honed(*args, *resumed(out, args[0]))
         finally:
             times[name] = before + time.perf_counter() - start
     elif name not in times and name in times.elsewhere and "distill" not in name:
