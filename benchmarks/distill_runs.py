@@ -30,8 +30,10 @@ are copied from another variant rather than generated again). Each step's output
 under runs/distill-bench/ and reused when run again (teacher, student before and the plain
 fine-tune are shared by every logits run trained the same way; a folder trained with other
 rows, steps, batch, dtype, learning rate or best-step setting stops the run rather than
-being reused), so the script can be stopped and resumed; wall times of every step are
-recorded (in MODE/wall_s*.json, kept across resumes).
+being reused), so the script can be stopped (Ctrl-C, or SIGTERM to its process group:
+the running step checkpoints or keeps its samples) and run again to resume, the step left
+unfinished included; wall times of every step are recorded (in MODE/wall_s*.json, kept
+across resumes, an interrupted step's tries added up).
 
     .venv/bin/python benchmarks/distill_runs.py logits --max-samples 64 --max-steps 16 --limit 50
     .venv/bin/python benchmarks/distill_runs.py sequence --max-samples 374 --max-steps 64 \

@@ -22,9 +22,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from honed.runtime.base import GenerationParams, Usage
+from honed.runtime.base import Completion, GenerationParams, Usage
 
 log = logging.getLogger(__name__)
 END = object()  # what a row's queue gets once the row is closed
@@ -49,7 +50,24 @@ class BatchedModel:
         self._thread.start()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "backend":  # not set yet (or a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self.backend, name)  # name, model_ref, context_size, chat_prompt, ...
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        """Complete every prompt through the batch, all at once (the wrapped backend's own
+        generate would share the scheduler's context)."""
+
+        def one(prompt: str) -> Completion:
+            usage, start = Usage(), time.perf_counter()
+            text = "".join(self.stream(prompt, params, usage))
+            total = time.perf_counter() - start
+            ttft = total if usage.ttft_s is None else usage.ttft_s
+            return Completion(text, usage.prompt_tokens, usage.completion_tokens, ttft, total,
+                              finish_reason=usage.finish_reason)  # fmt: skip
+
+        with ThreadPoolExecutor(max(1, len(prompts))) as pool:
+            return list(pool.map(one, prompts))
 
     def stream(
         self, prompt: str, params: GenerationParams, usage: Usage | None = None

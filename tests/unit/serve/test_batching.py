@@ -65,9 +65,12 @@ def test_concurrent_streams_are_what_each_prompt_gives_alone(llama, alone) -> No
     try:
         jobs = [(p, params) for p in PROMPTS for params in (GREEDY, SAMPLED)]  # 6 rows, 4 lanes
         results = in_threads(model, jobs)
+        generated = model.generate(PROMPTS, GREEDY)  # the Backend protocol's batch call
     finally:
         model.close()
     assert [text for text, _ in results] == [alone[p, params.temperature] for p, params in jobs]
+    assert [c.text for c in generated] == [alone[p, 0.0] for p in PROMPTS]
+    assert [c.completion_tokens for c in generated] == [24] * 3
     for (prompt, _), (_, usage) in zip(jobs, results, strict=True):
         assert usage.completion_tokens == 24 and usage.finish_reason == "length"
         assert usage.prompt_tokens == len(llama.tokenize(prompt))
