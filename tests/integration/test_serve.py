@@ -115,10 +115,13 @@ def test_a_schema_fuzz_run_finds_no_server_errors(tiny_causal):
     assert done.returncode == 0, done.stdout[-3000:]
 
 
-def test_sixteen_clients_for_fifteen_seconds_get_no_server_error(tiny_causal):
+@pytest.mark.parametrize(
+    ("backend", "concurrency"), [("transformers", 1), ("llama.cpp", 4)], ids=["one", "batched"]
+)
+def test_sixteen_clients_for_fifteen_seconds_get_no_server_error(models, backend, concurrency):
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
-    with serve(tiny_causal, max_queue=16) as url:
+    with serve(models[backend], max_queue=16, max_concurrency=concurrency) as url:
         stop_at = time.monotonic() + 15
 
         def client() -> None:
