@@ -451,6 +451,13 @@ class ServeConfig(RuntimeConfig):
         "each joining and leaving the batch on its own (continuous batching); off: one model "
         "copy per concurrent request.",
     )
+    prefill_chunk: int = Field(
+        128,
+        ge=0,
+        description="llama.cpp batching: prompt tokens a new request reads per step, so the "
+        "replies being written go on meanwhile (smaller: shorter stalls, slower long prompts; "
+        "0: the whole prompt in one step).",
+    )
     max_queue: int = Field(
         16, ge=0, description="Requests waiting beyond those; more get 429 with Retry-After."
     )

@@ -55,6 +55,7 @@ class Row:
     text: str = ""
     count: int = 0
     first_at: float | None = None  # when its first token was sampled
+    fed: int = 0  # prompt tokens decoded so far
     cut: bool = False  # a stop string appeared, or `finished` said the text is complete
     eog: bool = False  # an end-of-generation token was sampled
     cancelled: bool = False
@@ -158,17 +159,20 @@ class BatchDecoder:
         batch: Any,
         width: int,
         admit: Callable[[int, bool], list[Row] | None],
+        chunk: int | None = None,
     ) -> float:
         """Decode rows until `admit` returns None; returns when the first token came.
 
         Each call to llama.cpp decodes the live rows' last tokens and the prompts of the rows
         `admit(free lanes, idle)` lets in (idle: no row is live; it may block until one comes).
         A row ends at its end-of-generation token, stop string, budget or when cancelled: its
-        cells are freed, it is closed, and its lane takes the next row."""
+        cells are freed, it is closed, and its lane takes the next row. With `chunk`, a prompt
+        goes in `chunk` tokens a step (chunked prefill), so the rows already running go on
+        making tokens while a long prompt is read instead of waiting for all of it."""
         llama_cpp.llama_memory_clear(ctx.memory, True)
         live: list[Row] = []
         try:
-            return self._steps(ctx, batch, width, admit, live)
+            return self._steps(ctx, batch, width, admit, live, chunk)
         except BaseException as exc:
             for row in live:  # their requests get the error
                 row.error = exc
@@ -182,34 +186,46 @@ class BatchDecoder:
         width: int,
         admit: Callable[[int, bool], list[Row] | None],
         live: list[Row],
+        chunk: int | None,
     ) -> float:
         free = list(range(width - 1, -1, -1))
         lane: dict[int, int] = {}  # id(row) -> its sequence
         chosen: dict[int, int] = {}
         first = 0.0
         while True:
-            parts = [(lane[id(r)], [chosen[id(r)]], self._next_pos(r), r) for r in live]
             new = admit(len(free), not live)
             if new is None:
                 return first
             for row in new:
                 lane[id(row)] = free.pop()
-                parts.append((lane[id(row)], row.tokens, 0, row))
                 live.append(row)
             if not live:
                 continue
+            parts = [(lane[id(r)], *self._next_input(r, chosen, chunk), r) for r in live]
             # in sequence order: llama.cpp splits a batch whose sequences come out of order
             # into many small ones (each step much slower)
             batch.reset()
             at = {id(r): put(batch, t, pos, seq) for seq, t, pos, r in sorted(parts, key=_lane)}
             ctx.decode(batch)
-            chosen = {id(r): r.sampler.sample(ctx, at[id(r)]) for r in live}
-            first = first or time.perf_counter()
-            for row in [r for r in live if not self._take(r, chosen[id(r)])]:
+            ready = [r for r in live if r.fed == len(r.tokens)]  # its whole prompt is in
+            chosen |= {id(r): r.sampler.sample(ctx, at[id(r)]) for r in ready}
+            first = first or (time.perf_counter() if ready else 0.0)
+            for row in [r for r in ready if not self._take(r, chosen[id(r)])]:
                 llama_cpp.llama_memory_seq_rm(ctx.memory, lane[id(row)], -1, -1)
                 free.append(lane.pop(id(row)))
                 live.remove(row)
                 row.close()
+
+    def _next_input(
+        self, row: Row, chosen: dict[int, int], chunk: int | None
+    ) -> tuple[list[int], int]:
+        """What the row feeds this step and from which position: the next `chunk` tokens of
+        its prompt (all of it without a chunk), then its last sampled token."""
+        if row.fed < len(row.tokens):
+            start = row.fed
+            row.fed = len(row.tokens) if chunk is None else min(start + chunk, len(row.tokens))
+            return row.tokens[start : row.fed], start
+        return [chosen[id(row)]], self._next_pos(row)
 
     @staticmethod
     def _next_pos(row: Row) -> int:

@@ -2,12 +2,13 @@
 
 A scheduler thread owns the model's multi-sequence context (`llamacpp_batch`). A request
 becomes a batch row in its own KV stream; at each step llama.cpp decodes the next token of
-every running row, plus the prompts of rows that arrived since, in one `llama_decode`, so the
-weights are read once per step for all of them. A row leaves the batch at its end (end of
-turn, stop string, max_tokens) or when its client goes away, and a waiting request takes its
-lane at the next step. Each row samples with its own seeded chain and attends only over its
-own cells, so a reply is the one the request gets alone, up to float rounding at near-ties
-(see `llamacpp_batch`).
+every running row, plus the prompts of rows that arrived since, in one `llama_decode`, so
+the weights are read once per step for all of them; a new prompt is read PREFILL_CHUNK
+tokens a step, so a long prompt does not stall the replies being written. A row leaves the
+batch at its end (end of turn, stop string, max_tokens) or when its client goes away, and a
+waiting request takes its lane at the next step. Each row samples with its own seeded chain
+and attends only over its own cells, so a reply is the one the request gets alone, up to
+float rounding at near-ties (see `llamacpp_batch`).
 
 `BatchedModel.stream` is the Backend's `stream`, callable from many threads at once; the
 server's Engine hands the same object to each of its `max_concurrency` slots. Everything
@@ -29,6 +30,7 @@ from honed.runtime.base import Completion, GenerationParams, Usage
 
 log = logging.getLogger(__name__)
 END = object()  # what a row's queue gets once the row is closed
+PREFILL_CHUNK = 128  # prompt tokens a row feeds per step (serve --prefill-chunk)
 
 
 class BatchedModel:
@@ -36,8 +38,9 @@ class BatchedModel:
 
     concurrent_streams = True  # several streams of one request may run at once
 
-    def __init__(self, backend: Any, width: int) -> None:
+    def __init__(self, backend: Any, width: int, prefill_chunk: int | None = PREFILL_CHUNK) -> None:
         self.backend = backend
+        self.prefill_chunk = prefill_chunk
         self._inbox: deque[Any] = deque()
         self._wake = threading.Condition()
         self._closing = False
@@ -133,7 +136,7 @@ class BatchedModel:
         try:
             while True:
                 try:
-                    decoder.decode(self._ctx, batch, self.width, self._admit)
+                    decoder.decode(self._ctx, batch, self.width, self._admit, self.prefill_chunk)
                     return
                 except Exception:  # the rows in the batch got it; the server goes on
                     log.exception("llama.cpp failed while decoding a batch")

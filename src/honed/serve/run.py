@@ -55,7 +55,8 @@ def load_copies(cfg: ServeConfig) -> list[Backend]:
 
         backend = load_configured(cfg)
         try:
-            return [BatchedModel(backend, cfg.max_concurrency)] * cfg.max_concurrency
+            batched = BatchedModel(backend, cfg.max_concurrency, cfg.prefill_chunk or None)
+            return [batched] * cfg.max_concurrency
         except BaseException:
             backend.close()
             raise

@@ -39,9 +39,9 @@ def alone(llama: Backend) -> dict[tuple[str, float], str]:
     }
 
 
-def batched(width: int) -> BatchedModel:
+def batched(width: int, **options) -> BatchedModel:
     backend = load_backend(str(smollm2_path()), n_ctx=512, n_threads=1)
-    return BatchedModel(backend, width)
+    return BatchedModel(backend, width, **options)
 
 
 def in_threads(model: BatchedModel, jobs: list[tuple[str, GenerationParams]]) -> list:
@@ -75,6 +75,16 @@ def test_concurrent_streams_are_what_each_prompt_gives_alone(llama, alone) -> No
         assert usage.completion_tokens == 24 and usage.finish_reason == "length"
         assert usage.prompt_tokens == len(llama.tokenize(prompt))
         assert usage.ttft_s is not None and usage.ttft_s > 0
+
+
+def test_prompts_read_a_few_tokens_a_step_give_the_same_replies(alone) -> None:
+    model = batched(width=3, prefill_chunk=3)  # chunked prefill: each prompt over 2-4 steps
+    try:
+        results = in_threads(model, [(p, GREEDY) for p in PROMPTS])
+    finally:
+        model.close()
+    assert [text for text, _ in results] == [alone[p, 0.0] for p in PROMPTS]
+    assert all(usage.completion_tokens == 24 for _, usage in results)
 
 
 def test_a_stream_closed_early_frees_its_lane_for_the_next(alone) -> None:
