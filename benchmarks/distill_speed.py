@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from distill_runs import PAIRS, WORK, WallTimes, export, forget_stale_bench, step  # noqa: E402
 from local_models import ensure_local  # noqa: E402
-from results_md import command_line, replace_section  # noqa: E402
+from results_md import command_line, publish  # noqa: E402
 
 FORMATS = ("gguf-f16", "gguf-q8_0", "gguf-q4_k_m")
 
@@ -128,10 +128,12 @@ def main() -> None:
         "wall_s": dict(times),
         "formats": ratios(made, rows),
     }
-    print(json.dumps(record, indent=2))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"distill_speed_{args.mode}.json").write_text(json.dumps(record, indent=2))
-    replace_section(f"## Distillation speed, like for like ({args.mode} mode)", markdown(record))
+    publish(
+        record,
+        f"distill_speed_{args.mode}.json",
+        f"## Distillation speed, like for like ({args.mode} mode)",
+        markdown(record),
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from honed.models.resolve import resolve
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import provenance, replace_section  # noqa: E402
+from results_md import provenance, publish, replace_section  # noqa: E402
 
 
 def plain_loop(model_ref: str, limit: int | None, max_new_tokens: int) -> dict:
@@ -89,10 +89,7 @@ def main() -> None:
         "results": {"plain_sequential_loop": plain, "honed": honed},
         "speedup": round(plain["seconds"] / honed["seconds"], 2),
     }
-    print(json.dumps(record, indent=2))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "eval_speed.json").write_text(json.dumps(record, indent=2))
-    replace_section("## HumanEval wall time", markdown(record))
+    publish(record, "eval_speed.json", "## HumanEval wall time", markdown(record))
 
 
 def rewrite_section() -> None:

@@ -15,7 +15,6 @@ identical for both settings: the ratio is the student's side of a cached KD step
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -35,7 +34,7 @@ from honed.train.finetune import lora_config
 from honed.train.trainer import TrainSetup, build_sft_trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import provenance, replace_section  # noqa: E402
+from results_md import provenance, publish  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STUDENT = "qwen2.5-coder-0.5b-instruct"
@@ -132,10 +131,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         **result,
     }
-    print(json.dumps(record, indent=2))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "kd_step_speed.json").write_text(json.dumps(record, indent=2))
-    replace_section(HEADING, markdown(record))
+    publish(record, "kd_step_speed.json", HEADING, markdown(record))
 
 
 def markdown(record: dict) -> str:

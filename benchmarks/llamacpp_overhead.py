@@ -11,14 +11,13 @@ end-to-end tokens/s per query (prompt evaluation included) and honed / direct.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import provenance, replace_section  # noqa: E402
+from results_md import provenance, publish  # noqa: E402
 
 from honed.bench.stats import summarize  # noqa: E402
 from honed.runtime.base import GenerationParams, load_backend  # noqa: E402
@@ -68,10 +67,7 @@ def main() -> None:
         **provenance(("llama-cpp-python",), threads=args.threads), "tokens": args.tokens,
         "tok_s": stats, "ratio": stats["honed"]["median"] / stats["direct"]["median"],
     }  # fmt: skip
-    print(json.dumps(record, indent=2))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "llamacpp_overhead.json").write_text(json.dumps(record, indent=2))
-    replace_section("## llama.cpp backend overhead", markdown(record))
+    publish(record, "llamacpp_overhead.json", "## llama.cpp backend overhead", markdown(record))
 
 
 def markdown(r: dict) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -21,6 +22,14 @@ def replace_section(heading: str, section: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text)
+
+
+def publish(record: dict, name: str, heading: str, section: str) -> None:
+    """Print a run's record, keep it as results/NAME, and put its section in RESULTS.md."""
+    print(json.dumps(record, indent=2))
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / name).write_text(json.dumps(record, indent=2))
+    replace_section(heading, section)
 
 
 def provenance(libraries: tuple[str, ...] = (), **machine: object) -> dict:

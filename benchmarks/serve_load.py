@@ -29,7 +29,7 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results_md import provenance, replace_section  # noqa: E402
+from results_md import provenance, publish, replace_section  # noqa: E402
 
 from honed.bench.machine import usable_cores  # noqa: E402
 from honed.bench.stats import summarize  # noqa: E402
@@ -195,10 +195,7 @@ def main() -> None:
         "max_tokens": args.max_tokens, "requests_per_level": args.requests, "rounds": args.rounds,
         "results": results,
     }  # fmt: skip
-    print(json.dumps(record, indent=2))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "serve_load.json").write_text(json.dumps(record, indent=2))
-    replace_section("## Serving under load", markdown(record))
+    publish(record, "serve_load.json", "## Serving under load", markdown(record))
 
 
 def markdown(record: dict) -> str:

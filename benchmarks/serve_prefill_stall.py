@@ -14,7 +14,6 @@ runs --runs times on a fresh batched model (the gaps are the median over runs).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import threading
@@ -24,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from local_models import ensure_local  # noqa: E402
-from results_md import provenance, replace_section  # noqa: E402
+from results_md import provenance, publish  # noqa: E402
 
 from honed.runtime import GenerationParams, Usage, load_backend  # noqa: E402
 from honed.serve.batching import PREFILL_CHUNK, BatchedModel  # noqa: E402
@@ -107,10 +106,7 @@ def main() -> None:
         "benchmark": "serve_prefill_stall", "model": args.model,
         **provenance(("llama-cpp-python",)), "runs": args.runs, "results": results, "raw": runs,
     }  # fmt: skip
-    print(json.dumps(record, indent=2))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "serve_prefill_stall.json").write_text(json.dumps(record, indent=2))
-    replace_section(HEADING, markdown(record))
+    publish(record, "serve_prefill_stall.json", HEADING, markdown(record))
 
 
 def markdown(record: dict) -> str:

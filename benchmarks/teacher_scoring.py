@@ -32,7 +32,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from local_models import ensure_local  # noqa: E402
-from results_md import provenance, replace_section  # noqa: E402
+from results_md import provenance, publish  # noqa: E402
 
 HEADING = "## Distillation: the teacher's top-k by transformers and by llama.cpp"
 
@@ -164,10 +164,7 @@ def main() -> None:
         "agreement": agreement,
         "speedup": results["transformers"]["score_s"] / results["llama.cpp"]["score_s"],
     }
-    print(json.dumps(record, indent=2))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "teacher_scoring.json").write_text(json.dumps(record, indent=2))
-    replace_section(HEADING, markdown(record))
+    publish(record, "teacher_scoring.json", HEADING, markdown(record))
 
 
 def markdown(record: dict) -> str:

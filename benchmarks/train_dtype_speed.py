@@ -14,7 +14,6 @@ results/train_dtype_speed.json and rewrites its RESULTS.md section.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from finetune_throughput import honed  # noqa: E402
 from local_models import ensure_local  # noqa: E402
-from results_md import provenance, replace_section  # noqa: E402
+from results_md import provenance, publish  # noqa: E402
 
 from honed.data import prepare_data  # noqa: E402
 from honed.models.load import cpu_has_native_bf16, load_tokenizer, weights_dir  # noqa: E402
@@ -64,10 +63,7 @@ def main() -> None:
         "results": results,
         "bf16_over_fp32_tokens_per_s": round(ratio, 3),
     }
-    print(json.dumps(record, indent=2))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "train_dtype_speed.json").write_text(json.dumps(record, indent=2))
-    replace_section(HEADING, markdown(record))
+    publish(record, "train_dtype_speed.json", HEADING, markdown(record))
 
 
 def markdown(record: dict) -> str:
