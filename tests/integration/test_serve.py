@@ -80,7 +80,12 @@ def test_llamacpp_serves_concurrent_requests_in_one_batch(models):
     app, _ = build(cfg)
     slots = app.state.server.engine.backends
     assert len(slots) == 3 and len({id(slot) for slot in slots}) == 1  # one model, 3 lanes
-    assert concurrency(app) == ", 3 requests at once (decoded together)"
+    kv = 3 * slots[0].cells * 2 * 2 * (16 + 16) * 2  # lanes, cells, layers, KV heads, dims, f16
+    assert slots[0].kv_bytes == kv and slots[0].cells >= 64
+    assert concurrency(app) == (
+        f", 3 requests at once (decoded together; KV cache {kv / 2**30:.2f} GiB: "
+        f"{slots[0].cells} tokens each)"
+    )
     with running(app) as url, ThreadPoolExecutor(4) as pool:  # one of the four waits
         *together, streamed = pool.map(lambda body: ask(url, body), [*bodies, None])
         listed = ask(url, {**bodies[0], "prompt": prompts})  # one request, decoded together

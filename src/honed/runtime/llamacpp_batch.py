@@ -21,9 +21,10 @@ benchmark; none of SmolLM2's Q4_1 in the tests).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,17 @@ from honed.runtime.base import Completion, GenerationParams
 from honed.runtime.text import StopFilter
 
 CELL_STEP = 256  # KV cells per sequence grow in steps of this many (llama.cpp pads to 256)
+KV_ELEMENT_BYTES = 2  # llama.cpp's default K and V cache type, f16
+
+
+@contextlib.contextmanager
+def token_batch(ctx: Any) -> Iterator[Any]:
+    """A llama.cpp batch with room for every cell of ctx, freed on exit."""
+    batch = _internals.LlamaBatch(n_tokens=ctx.n_ctx(), embd=0, n_seq_max=1, verbose=False)
+    try:
+        yield batch
+    finally:
+        batch.close()
 
 
 @dataclass
@@ -143,11 +155,10 @@ class BatchDecoder:
                 return None
             return [waiting.popleft() for _ in range(min(free, len(waiting)))]
 
-        batch = _internals.LlamaBatch(n_tokens=ctx.n_ctx(), embd=0, n_seq_max=1, verbose=False)
         try:
-            first = self.decode(ctx, batch, width, admit)
+            with token_batch(ctx) as batch:
+                first = self.decode(ctx, batch, width, admit)
         finally:
-            batch.close()
             for row in rows:
                 row.close()
         total = time.perf_counter() - started
@@ -255,6 +266,21 @@ class BatchDecoder:
             params.kv_unified = False
             self.ctx = _internals.LlamaContext(model=self.llm._model, params=params, verbose=False)
         return self.ctx
+
+    def kv_bytes(self) -> int:
+        """Bytes the context's KV cache takes: K and V (f16) of every layer for every cell
+        of every sequence, allocated when the context is made."""
+        model = self.llm.model
+        layers = llama_cpp.llama_model_n_layer(model)
+        kv_heads = llama_cpp.llama_model_n_head_kv(model)
+        arch = self.llm.metadata.get("general.architecture", "")
+        heads = max(1, llama_cpp.llama_model_n_head(model))
+        fallback = llama_cpp.llama_model_n_embd(model) // heads
+        dims = sum(
+            int(self.llm.metadata.get(f"{arch}.attention.{part}_length", fallback))
+            for part in ("key", "value")
+        )
+        return self.cells * self.seqs * layers * kv_heads * dims * KV_ELEMENT_BYTES
 
     @staticmethod
     def _completion(row: Row, ttft: float, total: float) -> Completion:

@@ -47,6 +47,7 @@ class BatchedModel:
         decoder = backend.batch_decoder()
         self._ctx = decoder.context(backend.context_size, width)
         self.width = decoder.seqs  # llama.cpp caps the sequences of one context
+        self.cells, self.kv_bytes = decoder.cells, decoder.kv_bytes()
         self._thread = threading.Thread(
             target=self._loop, args=(decoder,), daemon=True, name="honed-batch"
         )
@@ -128,17 +129,12 @@ class BatchedModel:
     def _loop(self, decoder: Any) -> None:
         """Scheduler thread: decode until closed. A llama.cpp failure ends the rows in the
         batch with that error (their requests fail) and the batch starts afresh."""
-        from llama_cpp import _internals
+        from honed.runtime.llamacpp_batch import token_batch
 
-        batch = _internals.LlamaBatch(
-            n_tokens=self._ctx.n_ctx(), embd=0, n_seq_max=1, verbose=False
-        )
-        try:
+        with token_batch(self._ctx) as batch:
             while True:
                 try:
                     decoder.decode(self._ctx, batch, self.width, self._admit, self.prefill_chunk)
                     return
                 except Exception:  # the rows in the batch got it; the server goes on
                     log.exception("llama.cpp failed while decoding a batch")
-        finally:
-            batch.close()

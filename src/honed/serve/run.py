@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from honed.config import ServeConfig
 from honed.errors import HonedError
@@ -56,6 +57,7 @@ def load_copies(cfg: ServeConfig) -> list[Backend]:
         backend = load_configured(cfg)
         try:
             batched = BatchedModel(backend, cfg.max_concurrency, cfg.prefill_chunk or None)
+            warn_kv(batched)
             return [batched] * cfg.max_concurrency
         except BaseException:
             backend.close()
@@ -72,6 +74,22 @@ def load_copies(cfg: ServeConfig) -> list[Backend]:
             backend.close()
         raise
     return copies
+
+
+def warn_kv(batched: Any) -> None:
+    """Warn when the batch's KV cache (allocated up front) takes over half the memory."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if batched.kv_bytes > memory / 2:
+        log.warning(
+            "the KV cache for %d requests x %d tokens takes %s of this machine's %s: "
+            "lower --max-concurrency or --n-ctx",
+            batched.width, batched.cells, gib(batched.kv_bytes), gib(memory),
+        )  # fmt: skip
+
+
+def gib(size: float) -> str:
+    """A size in bytes as GiB, for messages."""
+    return f"{size / 2**30:.2f} GiB"
 
 
 def runs_on_llamacpp(cfg: ServeConfig) -> bool:
@@ -119,8 +137,13 @@ def concurrency(app: object) -> str:
     slots = app.state.server.engine.backends  # type: ignore[attr-defined]
     if len(slots) == 1:
         return ""
-    how = "decoded together" if len({id(s) for s in slots}) == 1 else "one model copy each"
-    return f", {len(slots)} requests at once ({how})"
+    if len({id(s) for s in slots}) > 1:
+        return f", {len(slots)} requests at once (one model copy each)"
+    batched = slots[0]
+    return (
+        f", {batched.width} requests at once (decoded together; KV cache "
+        f"{gib(batched.kv_bytes)}: {batched.cells} tokens each)"
+    )
 
 
 @contextlib.contextmanager

@@ -158,3 +158,21 @@ def test_a_llama_cpp_failure_fails_the_batch_and_the_next_request_is_served(alon
         assert "".join(model.stream(PROMPTS[1], GREEDY)) == alone[PROMPTS[1], 0.0]
     finally:
         model.close()
+
+
+def test_the_kv_cache_size_is_reported_and_a_large_one_warned_about(caplog) -> None:
+    from types import SimpleNamespace
+
+    from honed.serve.run import warn_kv
+
+    model = batched(width=3)
+    try:
+        # SmolLM2-135M: 30 layers, 3 KV heads of 64 dims, K and V in f16, 512 cells a lane
+        assert model.cells == 512
+        assert model.kv_bytes == 3 * 512 * 30 * 3 * (64 + 64) * 2
+    finally:
+        model.close()
+    warn_kv(SimpleNamespace(width=3, cells=512, kv_bytes=model.kv_bytes))
+    assert not caplog.records
+    warn_kv(SimpleNamespace(width=64, cells=131072, kv_bytes=2**50))
+    assert "lower --max-concurrency or --n-ctx" in caplog.text
