@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -64,6 +65,11 @@ def start(server: str, gguf: str, port: int, args: argparse.Namespace) -> subpro
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--port", str(port),
                "--model_alias", "m", "--n_threads", str(threads), "--n_threads_batch",
                str(threads), "--n_ctx", str(n_ctx), "--interrupt_requests", "False"]  # fmt: skip
+    return launch(cmd, server, port)
+
+
+def launch(cmd: list[str], server: str, port: int) -> subprocess.Popen:
+    """Run a server command (output to runs/serve_load_<server>.log) until it answers."""
     log = open(LOGS / f"serve_load_{server.replace(' ', '_')}.log", "w")  # noqa: SIM115 (open while it runs)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     for _ in range(600):
@@ -126,10 +132,10 @@ def level(url: str, clients: int, requests: int, max_tokens: int, count) -> dict
     }
 
 
-def measure(server: str, gguf: str, args: argparse.Namespace, count) -> list[dict]:
-    """Start the server, measure every concurrency level, stop it."""
+def measure(starter, args: argparse.Namespace, count) -> list[dict]:  # noqa: ANN001
+    """Start a server (`starter(port)`), measure every concurrency level, stop it."""
     port = free_port()
-    proc = start(server, gguf, port, args)
+    proc = starter(port)
     url = f"http://127.0.0.1:{port}"
     try:
         one_request(url, PROMPTS[0], 8)  # warm-up
@@ -187,7 +193,7 @@ def main() -> None:
     raw: dict[str, list] = {s: [] for s in servers}
     for n in range(args.rounds):  # ABBA: each server goes first as often as it goes last
         for server in servers if n % 2 == 0 else servers[::-1]:
-            raw[server].append(measure(server, gguf, args, count))
+            raw[server].append(measure(partial(start, server, gguf, args=args), args, count))
     results = {s: combine(args.clients, raw[s]) for s in servers}
     record = {
         "benchmark": "serve_load", "model": args.model, "file": Path(gguf).name,

@@ -447,14 +447,14 @@ class ServeConfig(RuntimeConfig):
     )
     batching: bool = Field(
         True,
-        description="llama.cpp: concurrent requests share one model and decode together, "
-        "each joining and leaving the batch on its own (continuous batching); off: one model "
-        "copy per concurrent request.",
+        description="Concurrent requests share one model and decode together, each joining "
+        "and leaving the batch on its own (continuous batching: llama.cpp, and causal "
+        "transformers models with a full-attention cache); off: one model copy per request.",
     )
     prefill_chunk: int = Field(
         128,
         ge=0,
-        description="llama.cpp batching: prompt tokens a new request reads per step, so the "
+        description="Batching: prompt tokens a new request reads per step, so the "
         "replies being written go on meanwhile (smaller: shorter stalls, slower long prompts; "
         "0: the whole prompt in one step).",
     )

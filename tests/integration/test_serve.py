@@ -60,7 +60,8 @@ def test_every_backend_serves_chat_and_completions(models, backend):
         assert done.usage.prompt_tokens > 0 and done.choices[0].finish_reason in ("stop", "length")
 
 
-def test_llamacpp_serves_concurrent_requests_in_one_batch(models):
+@pytest.mark.parametrize("backend", ["llama.cpp", "transformers"])
+def test_concurrent_requests_decode_in_one_batch(models, backend):
     prompts = ["add two and", "one two three four", "the cat sat on"]
     bodies = [{"model": "tiny", "prompt": p, "max_tokens": 12, "temperature": 0} for p in prompts]
     greedy = {"model": "tiny", "max_tokens": 12, "temperature": 0}
@@ -72,18 +73,19 @@ def test_llamacpp_serves_concurrent_requests_in_one_batch(models):
         chunks = c.chat.completions.create(messages=MESSAGES, stream=True, **greedy)
         return "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
 
-    with serve(models["llama.cpp"]) as url:
+    with serve(models[backend]) as url:
         alone = [ask(url, body) for body in bodies]
         c = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
         chat = c.chat.completions.create(messages=MESSAGES, **greedy).choices[0].message.content
-    cfg = ServeConfig(model=str(models["llama.cpp"]), served_name="tiny", max_concurrency=3)
+    cfg = ServeConfig(model=str(models[backend]), served_name="tiny", max_concurrency=3)
     app, _ = build(cfg)
     slots = app.state.server.engine.backends
     assert len(slots) == 3 and len({id(slot) for slot in slots}) == 1  # one model, 3 lanes
-    kv = 3 * slots[0].cells * 2 * 2 * (16 + 16) * 2  # lanes, cells, layers, KV heads, dims, f16
+    element = {"llama.cpp": 2, "transformers": 4}[backend]  # f16 cache; float32 model
+    kv = 3 * slots[0].cells * 2 * 2 * (16 + 16) * element  # lanes, cells, layers, heads, dims
     assert slots[0].kv_bytes == kv and slots[0].cells >= 64
     assert concurrency(app) == (
-        f", 3 requests at once (decoded together; KV cache {kv / 2**30:.2f} GiB: "
+        f", 3 requests at once (decoded together; KV cache up to {kv / 2**30:.2f} GiB: "
         f"{slots[0].cells} tokens each)"
     )
     with running(app) as url, ThreadPoolExecutor(4) as pool:  # one of the four waits
@@ -121,7 +123,9 @@ def test_a_schema_fuzz_run_finds_no_server_errors(tiny_causal):
 
 
 @pytest.mark.parametrize(
-    ("backend", "concurrency"), [("transformers", 1), ("llama.cpp", 4)], ids=["one", "batched"]
+    ("backend", "concurrency"),
+    [("transformers", 1), ("llama.cpp", 4), ("transformers", 4)],
+    ids=["one", "batched", "batched-transformers"],
 )
 def test_sixteen_clients_for_fifteen_seconds_get_no_server_error(models, backend, concurrency):
     statuses: Counter[int] = Counter()

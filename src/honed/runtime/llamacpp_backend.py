@@ -94,6 +94,8 @@ class LlamaCppBackend(SequentialBackend):
         rows = [self.batch_row(prompt, params) for prompt in prompts]
         return self.batch_decoder().run(rows, self.batch_size)
 
+    can_batch = True  # concurrent requests can decode together (`batch_row`)
+
     def batch_decoder(self) -> Any:
         """The `llamacpp_batch.BatchDecoder` of this model (its multi-sequence context)."""
         if self._batch is None:
@@ -138,7 +140,8 @@ class LlamaCppBackend(SequentialBackend):
         tokens = self._prompt_tokens(prompt)
         budget = token_budget(len(tokens), params.max_new_tokens, self.context_size)
         sampler = sampler_for(params, self._seed(params))
-        return Row(prompt, tokens, budget, StopFilter(params.stop), sampler, params.finished)
+        stops = StopFilter(params.stop)
+        return Row(prompt, tokens, budget, stops, params.finished, sampler=sampler)
 
     def close(self) -> None:
         self._batch = None  # its context closes with the model

@@ -31,7 +31,7 @@ from typing import Any
 from llama_cpp import _internals, llama_cpp
 
 from honed.runtime.base import Completion, GenerationParams
-from honed.runtime.text import StopFilter
+from honed.runtime.batch_row import BatchRow
 
 CELL_STEP = 256  # KV cells per sequence grow in steps of this many (llama.cpp pads to 256)
 KV_ELEMENT_BYTES = 2  # llama.cpp's default K and V cache type, f16
@@ -48,63 +48,17 @@ def token_batch(ctx: Any) -> Iterator[Any]:
 
 
 @dataclass
-class Row:
-    """One prompt's generation: its text so far (cut at stop strings) and why it ended.
+class Row(BatchRow):
+    """One prompt's generation on llama.cpp: its sampler chain and UTF-8 decoding."""
 
-    For streaming, `on_text` gets each new piece of text as it is accepted and `on_end` is
-    called once the row is closed (`error` then holds what stopped the batch, if anything);
-    `cancelled` (set from any thread) makes the row end at its next token."""
-
-    prompt: str
-    tokens: list[int]
-    budget: int
-    stops: StopFilter
-    sampler: Any  # llama_cpp._internals.LlamaSampler
-    finished: Callable[[str, str], bool] | None = None
-    on_text: Callable[[str], None] | None = None
-    on_end: Callable[[], None] | None = None
+    sampler: Any = None  # llama_cpp._internals.LlamaSampler
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
-    text: str = ""
-    count: int = 0
-    first_at: float | None = None  # when its first token was sampled
-    fed: int = 0  # prompt tokens decoded so far
-    cut: bool = False  # a stop string appeared, or `finished` said the text is complete
-    eog: bool = False  # an end-of-generation token was sampled
-    cancelled: bool = False
-    closed: bool = False
-    error: BaseException | None = None
 
-    @property
-    def ended(self) -> bool:
-        return self.cut or self.eog
+    def _tail(self) -> str:
+        return self.decoder.decode(b"", final=True)
 
-    def accept(self, piece: str) -> bool:
-        """Take one token's text; return whether the row goes on."""
-        if out := self.stops.feed(piece):
-            self._add(out)
-            self.cut = self.finished is not None and self.finished(self.prompt, self.text)
-        self.cut = self.cut or self.stops.stopped
-        return not self.cut and self.count < self.budget and not self.cancelled
-
-    def close(self) -> None:
-        """Add the text held back (a partial character or stop string) unless it was cut,
-        cancelled or failed; free the sampler. Idempotent."""
-        if self.closed:
-            return
-        self.closed = True
-        if not self.cut and not self.cancelled and self.error is None:
-            tail = self.decoder.decode(b"", final=True)
-            self._add(self.stops.feed(tail) + self.stops.flush())
-            self.cut = self.stops.stopped
+    def _release(self) -> None:
         self.sampler.close()
-        if self.on_end is not None:
-            self.on_end()
-
-    def _add(self, text: str) -> None:
-        if text:
-            self.text += text
-            if self.on_text is not None:
-                self.on_text(text)
 
 
 def put(batch: Any, tokens: list[int], pos: int, seq: int) -> int:
@@ -141,6 +95,19 @@ class BatchDecoder:
         self.ctx: Any = None
         self.cells = 0
         self.seqs = 0
+
+    def reserve(self, cells: int, seqs: int) -> int:
+        """Make the context for `seqs` rows of up to `cells` tokens each; how many it takes."""
+        self.context(cells, seqs)
+        return self.seqs
+
+    def serve(
+        self, width: int, admit: Callable[[int, bool], list[Row] | None], chunk: int | None
+    ) -> None:
+        """Decode the rows `admit` lets in, `width` at a time, until it returns None (the
+        server's scheduler; `reserve` first)."""
+        with token_batch(self.ctx) as batch:
+            self.decode(self.ctx, batch, width, admit, chunk)
 
     def run(self, rows: list[Row], width: int) -> list[Completion]:
         """Generate every row to its end, at most `width` at a time: a row that ends makes

@@ -27,7 +27,7 @@ from honed.runtime.base import GenerationParams
 class Rows:
     """The rows still decoding: their original index, next input, mask and positions."""
 
-    index: list[int]
+    index: list[Any]  # each row's place in the caller's list (or the caller's row itself)
     tokens: torch.Tensor  # [rows, n] next input ids
     mask: torch.Tensor  # [rows, past + n] attention mask
     positions: torch.Tensor  # [rows, n] position ids

@@ -134,6 +134,32 @@ class TransformersBackend(TokenizerMethods):
         usage.completion_tokens = len(ids) if eos_at is None else eos_at + 1
         usage.finish_reason = "stop" if stopped or eos_at is not None else "length"
 
+    @property
+    def can_batch(self) -> bool:
+        """Whether concurrent requests can decode together in this model (`batch_row`)."""
+        from honed.runtime.row_join import supports_joining
+
+        return not self.is_seq2seq and supports_joining(self.model)
+
+    def batch_decoder(self) -> Any:
+        """The `row_join.JoinDecoder` of this model, which the server's scheduler runs."""
+        from honed.runtime.row_join import JoinDecoder
+
+        return JoinDecoder(self.model, self._eos)
+
+    def batch_row(self, prompt: str, params: GenerationParams) -> Any:
+        """A batch row (`row_join.JoinRow`) for the prompt, sampling as `generate` would; a
+        prompt that leaves no room in the context is a HonedError."""
+        from honed.runtime.row_join import JoinRow
+
+        self._seed(params)
+        tokens = self._encode(prompt)
+        budget = token_budget(len(tokens), params.max_new_tokens, self.context_size)
+        pick = row_decode.make_sampler(params, 1, self.device)
+        row = JoinRow(prompt, tokens, budget, StopFilter(params.stop), params.finished)
+        row.pick, row.tokenizer = pick, self.tokenizer
+        return row
+
     def token_logits(self, ids: list[int]) -> np.ndarray:
         """Logits at every position of ids, float32 [len(ids), vocab].
 

@@ -1,18 +1,20 @@
-"""Continuous batching for `honed serve` on llama.cpp: one model decodes every running request.
+"""Continuous batching for `honed serve`: one model decodes every running request.
 
-A scheduler thread owns the model's multi-sequence context (`llamacpp_batch`). A request
-becomes a batch row in its own KV stream; at each step llama.cpp decodes the next token of
-every running row, plus the prompts of rows that arrived since, in one `llama_decode`, so
-the weights are read once per step for all of them; a new prompt is read PREFILL_CHUNK
-tokens a step, so a long prompt does not stall the replies being written. A row leaves the
-batch at its end (end of turn, stop string, max_tokens) or when its client goes away, and a
-waiting request takes its lane at the next step. Each row samples with its own seeded chain
-and attends only over its own cells, so a reply is the one the request gets alone, up to
-float rounding at near-ties (see `llamacpp_batch`).
+A scheduler thread runs the backend's batch decoder (`llamacpp_batch` on llama.cpp, each
+request in its own KV stream of one multi-sequence context; `row_join` on transformers, each
+request a row of one left-padded cache). At each step the model decodes the next token of
+every running row in one call, so the weights are read once per step for all of them; a new
+prompt is read PREFILL_CHUNK tokens a step, so a long prompt does not stall the replies being
+written. A row leaves the batch at its end (end of turn, stop string, max_tokens) or when its
+client goes away, and a waiting request takes its lane at the next step. Each row samples
+with its own seeded generator and attends only to its own tokens, so a reply is the one the
+request gets alone, up to float rounding at near-ties (see `llamacpp_batch`).
 
 `BatchedModel.stream` is the Backend's `stream`, callable from many threads at once; the
 server's Engine hands the same object to each of its `max_concurrency` slots. Everything
-else (chat template, tokenizer, context size) is the wrapped backend's.
+else (chat template, tokenizer, context size) is the wrapped backend's, which says whether it
+can batch (`can_batch`) and makes the rows (`batch_row`) and the decoder (`batch_decoder`:
+`reserve(cells, rows)`, `serve(width, admit, chunk)`, `cells`, `kv_bytes()`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ PREFILL_CHUNK = 128  # prompt tokens a row feeds per step (serve --prefill-chunk
 
 
 class BatchedModel:
-    """A llama.cpp backend whose streams share one batch, `width` rows at a time."""
+    """A backend whose streams share one batch, `width` rows at a time."""
 
     concurrent_streams = True  # several streams of one request may run at once
 
@@ -43,14 +45,11 @@ class BatchedModel:
         self.prefill_chunk = prefill_chunk
         self._inbox: deque[Any] = deque()
         self._wake = threading.Condition()
-        self._closing = False
-        decoder = backend.batch_decoder()
-        self._ctx = decoder.context(backend.context_size, width)
-        self.width = decoder.seqs  # llama.cpp caps the sequences of one context
-        self.cells, self.kv_bytes = decoder.cells, decoder.kv_bytes()
-        self._thread = threading.Thread(
-            target=self._loop, args=(decoder,), daemon=True, name="honed-batch"
-        )
+        self._closing = self._freed = False
+        self.decoder = backend.batch_decoder()
+        self.width = self.decoder.reserve(backend.context_size, width)  # llama.cpp may cap it
+        self.cells, self.kv_bytes = self.decoder.cells, self.decoder.kv_bytes()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="honed-batch")
         self._thread.start()
 
     def __getattr__(self, name: str) -> Any:
@@ -106,7 +105,8 @@ class BatchedModel:
             self._closing = True
             self._wake.notify()
         self._thread.join()
-        if self.backend.llm is not None:
+        if not self._freed:  # every slot of the server closes this one model
+            self._freed = True
             self.backend.close()
 
     def _admit(self, free: int, idle: bool) -> list[Any] | None:
@@ -126,15 +126,12 @@ class BatchedModel:
                     rows.append(row)
             return rows
 
-    def _loop(self, decoder: Any) -> None:
-        """Scheduler thread: decode until closed. A llama.cpp failure ends the rows in the
+    def _loop(self) -> None:
+        """Scheduler thread: decode until closed. A runtime failure ends the rows in the
         batch with that error (their requests fail) and the batch starts afresh."""
-        from honed.runtime.llamacpp_batch import token_batch
-
-        with token_batch(self._ctx) as batch:
-            while True:
-                try:
-                    decoder.decode(self._ctx, batch, self.width, self._admit, self.prefill_chunk)
-                    return
-                except Exception:  # the rows in the batch got it; the server goes on
-                    log.exception("llama.cpp failed while decoding a batch")
+        while True:
+            try:
+                self.decoder.serve(self.width, self._admit, self.prefill_chunk)
+                return
+            except Exception:  # the rows in the batch got it; the server goes on
+                log.exception("the model failed while decoding a batch")

@@ -48,20 +48,16 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def load_copies(cfg: ServeConfig) -> list[Backend]:
-    """One slot per concurrent generation. On llama.cpp (unless --no-batching) every slot is
-    the same model, decoding all running requests together on all the cores; otherwise each
-    slot is its own copy of the model, the copies sharing the cores unless --threads is set."""
-    if cfg.max_concurrency > 1 and cfg.batching and runs_on_llamacpp(cfg):
-        from honed.serve.batching import BatchedModel
-
+    """One slot per concurrent generation. Where the model can batch (llama.cpp; causal
+    transformers models with a full-attention cache) and unless --no-batching, every slot is
+    the same model, decoding all running requests together; otherwise each slot is its own
+    copy of the model, the copies sharing the cores unless --threads is set."""
+    if cfg.max_concurrency > 1 and cfg.batching:
         backend = load_configured(cfg)
-        try:
-            batched = BatchedModel(backend, cfg.max_concurrency, cfg.prefill_chunk or None)
-            warn_kv(batched)
-            return [batched] * cfg.max_concurrency
-        except BaseException:
-            backend.close()
-            raise
+        if getattr(backend, "can_batch", False):
+            return batched_slots(backend, cfg)
+        log.info("%s cannot batch requests: loading a copy per request", cfg.model)
+        backend.close()
     if cfg.max_concurrency > 1 and cfg.threads is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         cfg = cfg.model_copy(update={"threads": max(1, cores // cfg.max_concurrency)})
@@ -76,12 +72,26 @@ def load_copies(cfg: ServeConfig) -> list[Backend]:
     return copies
 
 
+def batched_slots(backend: Backend, cfg: ServeConfig) -> list[Backend]:
+    """The backend wrapped so that every slot's requests decode in one batch."""
+    from honed.serve.batching import BatchedModel
+
+    try:
+        batched = BatchedModel(backend, cfg.max_concurrency, cfg.prefill_chunk or None)
+    except BaseException:
+        backend.close()
+        raise
+    warn_kv(batched)
+    return [batched] * cfg.max_concurrency
+
+
 def warn_kv(batched: Any) -> None:
-    """Warn when the batch's KV cache (allocated up front) takes over half the memory."""
+    """Warn when the batch's KV cache can take over half the memory (llama.cpp allocates
+    it up front; transformers grows it as the rows need)."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if batched.kv_bytes > memory / 2:
         log.warning(
-            "the KV cache for %d requests x %d tokens takes %s of this machine's %s: "
+            "the KV cache for %d requests x %d tokens can take %s of this machine's %s: "
             "lower --max-concurrency or --n-ctx",
             batched.width, batched.cells, gib(batched.kv_bytes), gib(memory),
         )  # fmt: skip
@@ -90,13 +100,6 @@ def warn_kv(batched: Any) -> None:
 def gib(size: float) -> str:
     """A size in bytes as GiB, for messages."""
     return f"{size / 2**30:.2f} GiB"
-
-
-def runs_on_llamacpp(cfg: ServeConfig) -> bool:
-    """Whether cfg's model loads with the llama.cpp backend."""
-    from honed.runtime.base import choose_backend
-
-    return choose_backend(cfg.model, cfg.backend)[0] == "llama.cpp"
 
 
 def build(cfg: ServeConfig) -> tuple[object, str]:
@@ -141,7 +144,7 @@ def concurrency(app: object) -> str:
         return f", {len(slots)} requests at once (one model copy each)"
     batched = slots[0]
     return (
-        f", {batched.width} requests at once (decoded together; KV cache "
+        f", {batched.width} requests at once (decoded together; KV cache up to "
         f"{gib(batched.kv_bytes)}: {batched.cells} tokens each)"
     )
 
