@@ -94,7 +94,7 @@ class JoinDecoder:
         heads = config.num_attention_heads
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        element = next(self.model.parameters()).element_size()
+        element = torch.empty((), dtype=self.model.dtype).element_size()  # the compute dtype
         per_token = config.num_hidden_layers * kv_heads * head_dim * 2 * element
         return self.cells * self.seqs * per_token
 

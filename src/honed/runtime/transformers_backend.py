@@ -152,10 +152,9 @@ class TransformersBackend(TokenizerMethods):
         prompt that leaves no room in the context is a HonedError."""
         from honed.runtime.row_join import JoinRow
 
-        self._seed(params)
         tokens = self._encode(prompt)
         budget = token_budget(len(tokens), params.max_new_tokens, self.context_size)
-        pick = row_decode.make_sampler(params, 1, self.device)
+        pick = row_decode.make_sampler(params, 1, self.device)  # its own seeded generator
         row = JoinRow(prompt, tokens, budget, StopFilter(params.stop), params.finished)
         row.pick, row.tokenizer = pick, self.tokenizer
         return row
