@@ -105,7 +105,9 @@ def test_concurrent_requests_decode_in_one_batch(models, backend):
 
 
 def test_text_to_text_models_serve_completions(tiny_seq2seq):
-    with serve(tiny_seq2seq) as url:
+    app, _ = build(ServeConfig(model=str(tiny_seq2seq), served_name="tiny", max_concurrency=2))
+    assert concurrency(app) == ", 2 requests at once (one model copy each)"  # cannot batch
+    with running(app) as url:
         body = {"model": "tiny", "prompt": "where was she born", "max_tokens": 6}
         answer = httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()
         assert answer["usage"]["completion_tokens"] > 0
