@@ -463,7 +463,9 @@ class ServeConfig(RuntimeConfig):
     )
     max_tokens_limit: int = Field(2048, ge=1, description="Largest max_tokens a request may ask.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body (bytes).")
-    max_prompts: int = Field(16, ge=1, description="Prompts one /v1/completions request may hold.")
+    max_prompts: int = Field(
+        16, ge=1, description="Completions one request may ask for (prompts x n choices)."
+    )
     request_timeout_s: float = Field(
         600.0, gt=0, description="Seconds a request may take, queue included (then 504)."
     )

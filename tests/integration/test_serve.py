@@ -104,6 +104,21 @@ def test_concurrent_requests_decode_in_one_batch(models, backend):
         copy.close()
 
 
+@pytest.mark.parametrize("backend", ["llama.cpp", "transformers"])
+def test_n_sampled_choices_decode_together_each_as_its_seed_alone(models, backend):
+    body = {"model": "tiny", "prompt": "one two three", "max_tokens": 8, "temperature": 1.0}
+    app, _ = build(ServeConfig(model=str(models[backend]), served_name="tiny", max_concurrency=3))
+    with running(app) as url:
+        many = httpx.post(f"{url}/v1/completions", json={**body, "n": 3, "seed": 7}, timeout=60)
+        alone = [
+            httpx.post(f"{url}/v1/completions", json={**body, "seed": seed}, timeout=60).json()
+            for seed in (7, 8, 9)
+        ]
+    app.state.server.engine.backends[0].close()
+    texts = [a["choices"][0]["text"] for a in alone]
+    assert [c["text"] for c in many.json()["choices"]] == texts and len(set(texts)) > 1
+
+
 def test_text_to_text_models_serve_completions(tiny_seq2seq):
     app, _ = build(ServeConfig(model=str(tiny_seq2seq), served_name="tiny", max_concurrency=2))
     assert concurrency(app) == ", 2 requests at once (one model copy each)"  # cannot batch

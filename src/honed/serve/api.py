@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -90,6 +91,22 @@ class Server:
                 400, f"the chat template refused these messages: {exc}", param="messages"
             ) from exc
 
+    def jobs(self, prompts: list[str], body: Sampling, max_tokens: int | None) -> list[Generation]:
+        """`n` generations per prompt, prompt by prompt; choice i of a seeded request samples
+        with seed + i, so the choices differ and each can be asked for again alone."""
+        if len(prompts) * body.n > self.cfg.max_prompts:
+            raise ApiError(
+                400,
+                f"{len(prompts)} prompt(s) x n={body.n} choices in one request; this server "
+                f"makes at most {self.cfg.max_prompts} (--max-prompts): send fewer",
+                param="n" if body.n > 1 else "prompt",
+            )
+        out = []
+        for prompt in prompts:
+            first = self.job(prompt, body, max_tokens)
+            out += [first, *(reseeded(first, i) for i in range(1, body.n))]
+        return out
+
     def job(self, prompt: str, body: Sampling, max_tokens: int | None) -> Generation:
         """A generation for prompt, with max_tokens checked against the limits and context."""
         model, limit = self.engine.model, self.cfg.max_tokens_limit
@@ -121,9 +138,11 @@ class Server:
         )
         return Generation(prompt, params, deadline=time.monotonic() + self.cfg.request_timeout_s)
 
-    async def respond(self, request: Request, jobs: list[Generation], chat: bool) -> Response:
+    async def respond(
+        self, request: Request, jobs: list[Generation], chat: bool, n: int = 1
+    ) -> Response:
         """Run the jobs (together where the model decodes streams in one batch, else one after
-        another) and answer with the whole completion."""
+        another) and answer with the whole completions (n choices per prompt)."""
         route, ticket = request.url.path, self.engine.admit()
         try:
             async with self.engine.slot(ticket) as backend:
@@ -136,7 +155,7 @@ class Server:
         choice = chat_choice if chat else completion_choice
         choices = [choice(i, t, j.usage) for i, (t, j) in enumerate(zip(texts, jobs, strict=True))]
         kind = ("chatcmpl", "chat.completion") if chat else ("cmpl", "text_completion")
-        usage = usage_body([j.usage for j in jobs])
+        usage = usage_body([j.usage for j in jobs], per_prompt=n)
         return JSONResponse(
             envelope(new_id(kind[0]), kind[1], self.name, choices=choices, usage=usage)
         )
@@ -277,19 +296,13 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     srv = server_of(request)
     srv.check_model(body.model)
     prompts = body.prompts()
-    if len(prompts) > srv.cfg.max_prompts:
-        raise ApiError(
-            400,
-            f"{len(prompts)} prompts in one request; this server takes at most "
-            f"{srv.cfg.max_prompts}",
-            param="prompt",
-        )
     if body.stream and len(prompts) > 1:
         raise ApiError(400, "stream one prompt per request", param="prompt")
-    jobs = [srv.job(p, body, body.max_tokens) for p in prompts]
+    check_stream(body)
+    jobs = srv.jobs(prompts, body, body.max_tokens)
     if body.stream:
         return srv.stream(request, jobs[0], chat=False, with_usage=include_usage(body))
-    return await srv.respond(request, jobs, chat=False)
+    return await srv.respond(request, jobs, chat=False, n=body.n)
 
 
 @router.post("/v1/chat/completions")
@@ -297,10 +310,24 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
     """Answer a conversation through the model's chat template."""
     srv = server_of(request)
     srv.check_model(body.model)
-    job = srv.job(srv.chat_prompt(body.as_dicts()), body, body.token_cap())
+    check_stream(body)
+    jobs = srv.jobs([srv.chat_prompt(body.as_dicts())], body, body.token_cap())
     if body.stream:
-        return srv.stream(request, job, chat=True, with_usage=include_usage(body))
-    return await srv.respond(request, [job], chat=True)
+        return srv.stream(request, jobs[0], chat=True, with_usage=include_usage(body))
+    return await srv.respond(request, jobs, chat=True, n=body.n)
+
+
+def check_stream(body: Sampling) -> None:
+    """A stream carries one choice."""
+    if body.stream and body.n > 1:
+        raise ApiError(400, "stream one choice per request (n=1), or leave stream off", param="n")
+
+
+def reseeded(job: Generation, choice: int) -> Generation:
+    """Another choice of the same generation: seed + choice (mod 2**32) when seeded."""
+    seed = job.params.seed
+    params = job.params if seed is None else replace(job.params, seed=(seed + choice) % 2**32)
+    return Generation(job.prompt, params, deadline=job.deadline)
 
 
 def include_usage(body: Sampling) -> bool:

@@ -17,9 +17,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def usage_body(usages: list[Usage]) -> dict[str, int]:
-    """Token usage summed over the choices."""
-    prompt = sum(u.prompt_tokens for u in usages)
+def usage_body(usages: list[Usage], per_prompt: int = 1) -> dict[str, int]:
+    """Token usage summed over the choices (`per_prompt` choices of each prompt in a row: its
+    prompt counts once, as OpenAI counts it)."""
+    prompt = sum(u.prompt_tokens for u in usages[::per_prompt])
     completion = sum(u.completion_tokens for u in usages)
     return {
         "prompt_tokens": prompt,

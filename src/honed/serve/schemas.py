@@ -1,7 +1,7 @@
 """Request bodies of the OpenAI-compatible routes, validated by pydantic (and so by FastAPI).
 
 Fields honed does not use are accepted and ignored, as OpenAI-compatible servers do, so
-clients that send them still work; values honed cannot honour (n > 1) are refused.
+clients that send them still work.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ class Sampling(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     stop: Stop = Field(None, description="Up to 4 strings that end the completion.")
-    n: int = Field(1, ge=1, le=1, description="Completions per prompt (honed serves 1).")
+    n: int = Field(
+        1, ge=1, le=128, description="Choices per prompt (seeded: choice i uses seed + i)."
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
 

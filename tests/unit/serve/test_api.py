@@ -32,6 +32,7 @@ class Scripted:
         self.delay = delay
         self.stopped_early = threading.Event()
         self.prompts: list[str] = []
+        self.seeds: list[int | None] = []
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         return " ".join(f"{m['role']}: {m['content']}" for m in messages) + " assistant:"
@@ -46,6 +47,7 @@ class Scripted:
         self, prompt: str, params: GenerationParams, usage: Usage | None = None
     ) -> Iterator[str]:
         self.prompts.append(prompt)
+        self.seeds.append(params.seed)
         made, started = 0, time.perf_counter()
         try:
             for i in range(params.max_new_tokens):
@@ -118,6 +120,22 @@ def test_a_list_of_prompts_gets_a_choice_each(url):
     assert [ch.index for ch in done.choices] == [0, 1] and done.usage.prompt_tokens == 3
 
 
+def test_n_choices_per_prompt_each_seeded_apart() -> None:
+    backend = Scripted()
+    with serve(backend) as base:
+        c = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0)
+        ask = {"model": "scripted", "max_tokens": 2, "n": 2, "seed": 7}
+        done = c.completions.create(prompt=["a", "b c"], **ask)
+        chat = c.chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": "hi"}], max_tokens=1, n=3
+        )
+    assert [ch.index for ch in done.choices] == [0, 1, 2, 3]
+    assert backend.prompts[:4] == ["a", "a", "b c", "b c"]  # prompt by prompt, n of each
+    assert backend.seeds == [7, 8, 7, 8, None, None, None]  # choice i: seed + i
+    assert done.usage.prompt_tokens == 3 and done.usage.completion_tokens == 8  # prompts once
+    assert [ch.index for ch in chat.choices] == [0, 1, 2] and chat.usage.completion_tokens == 3
+
+
 def test_the_api_key_is_required_except_for_health(url):
     with pytest.raises(openai.AuthenticationError):
         client(url, key="wrong").models.list()
@@ -135,7 +153,9 @@ def test_the_api_key_is_required_except_for_health(url):
         ({"model": "other", "prompt": "x"}, 404, "use 'scripted'"),
         ({"model": "scripted", "prompt": "x", "max_tokens": 33}, 400, "limit of 32"),
         ({"model": "scripted", "prompt": "w " * 60, "max_tokens": 10}, 400, "context holds 64"),
-        ({"model": "scripted", "prompt": "x", "n": 2}, 400, "'n'"),
+        ({"model": "scripted", "prompt": "x", "n": 0}, 400, "'n'"),
+        ({"model": "scripted", "prompt": "x", "n": 2, "stream": True}, 400, "(n=1)"),
+        ({"model": "scripted", "prompt": ["x", "y"], "n": 9}, 400, "x n=9 choices"),
         ({"prompt": "x"}, 400, "'model'"),
         ([1, 2], 400, "must be a JSON object"),
     ],
