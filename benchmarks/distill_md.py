@@ -75,8 +75,8 @@ def answers_given(mode: str, settings: dict) -> tuple[int, float] | None:
 def heading(record: dict) -> str:
     """One section per mode, and one per variant: a fine-tune method other than the mode's
     default, other steps or learning rate, training targets other than the mode's, teacher
-    answers drawn otherwise, teacher-written problems added, a teacher fine-tuned first, loss
-    settings other than the stage's."""
+    answers drawn otherwise, teacher-written problems added, a teacher fine-tuned first, the
+    teacher scored by llama.cpp, loss settings other than the stage's."""
     settings = record["settings"]
     targets = targets_given(record["mode"], settings)
     extras = [words for _, words in trained_given(record["mode"], settings)]
@@ -86,6 +86,9 @@ def heading(record: dict) -> str:
     extras += ["teacher shown the references"] if settings.get("teacher_hint") else []
     extras += [f"{n} teacher-written problems added"] if (n := settings.get("extra_rows")) else []
     extras += ["teacher fine-tuned first"] if settings.get("tuned_teacher") else []
+    extras += (
+        ["teacher scored by llama.cpp"] if settings.get("teacher_backend") == "llama.cpp" else []
+    )
     extras += [f"{flag.replace('_', ' ')} {value}" for flag, value in kd_given(settings)]
     return f"## Distillation ({', '.join([record['mode'] + ' mode', *extras])})"
 

@@ -18,6 +18,8 @@ plus logit KD; `--targets both`: on the references and those answers), against t
 plain fine-tune on MBPP's references; `--extra-problems FILE` adds teacher-written problems
 (teacher_problems.py) to the distilled student's rows, not the plain one's; `--alpha`,
 `--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss;
+`--teacher-backend llama.cpp` scores the teacher's top-k on its GGUF's own weights (less
+memory, about 1.3x faster on a 2-core CPU: teacher_scoring.py) instead of dequantized;
 `--tuned-teacher` first fine-tunes the teacher on the students' rows, steps and learning rate
 (the task-specific recipe: the teacher knows MBPP's conventions before it teaches) and
 measures the gap to that teacher, scored beside the teacher as shipped; a
@@ -297,6 +299,13 @@ def kd_args(args: argparse.Namespace) -> list[str]:
     return [text for flag, value in given for text in (f"--{flag.replace('_', '-')}", str(value))]
 
 
+def teacher_scorer(args: argparse.Namespace) -> list[str]:
+    """`honed distill` options for what scores the teacher's top-k."""
+    if args.teacher_backend == "llama.cpp":
+        return ["--teacher-backend", "llama.cpp"]
+    return ["--teacher-dtype", args.dtype]
+
+
 def extra_rows(path: Path | None, max_samples: int) -> int | None:
     """How many teacher-written problems a `--extra-problems` file holds (None: no file).
     They join all 374 references: the plain fine-tune draws fewer rows at random, which
@@ -330,6 +339,7 @@ def variant_of(args: argparse.Namespace) -> str:
     parts += ["hinted"] if args.teacher_hint else []
     parts += [f"extra{args.extra_rows}"] if args.extra_problems else []
     parts += [TUNED] if args.tuned_teacher else []
+    parts += ["llamacpp-scored"] if args.teacher_backend == "llama.cpp" else []
     parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
     return trained_as(args) + "".join(f"-{part}" for part in parts)
 
@@ -373,6 +383,12 @@ def main() -> None:
         action="store_true",
         help="the teacher is shown each train problem's reference answer and writes its own "
         "(sequence mode, or logits mode with --targets teacher or both)",
+    )
+    parser.add_argument(
+        "--teacher-backend",
+        choices=["transformers", "llama.cpp"],
+        help="logits mode: what scores the teacher's top-k (default transformers, the GGUF "
+        "dequantized to --dtype; llama.cpp: the file's own weights, less memory, faster here)",
     )
     parser.add_argument("--alpha", type=float, help="KD weight (default: the stage's)")
     parser.add_argument("--temperature", type=float, help="KD temperature (default: the stage's)")
@@ -418,6 +434,8 @@ def main() -> None:
     args = parser.parse_args()
     args.method = args.method or DEFAULT_METHOD[args.mode]
     args.extra_rows = extra_rows(args.extra_problems, args.max_samples)
+    if args.teacher_backend == "llama.cpp" and (args.mode != "logits" or args.tuned_teacher):
+        raise SystemExit("--teacher-backend llama.cpp scores a GGUF teacher in logits mode")
     if args.teacher_hint and args.mode == "logits" and args.targets == "data":
         raise SystemExit("--teacher-hint shapes the teacher's answers: add --targets teacher")
     candidates, temperature = DEFAULT_ANSWERS[args.mode]
@@ -470,7 +488,7 @@ def main() -> None:
         str(w / f"distilled{variant}"),
         *training_args(args, data),
         *(teacher_answers(args) if teacher_targets else []),
-        *(["--teacher-dtype", args.dtype] if args.mode == "logits" else []),
+        *(teacher_scorer(args) if args.mode == "logits" else []),
         *kd_args(args),
         times=times,
     )
