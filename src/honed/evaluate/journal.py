@@ -13,6 +13,7 @@ keyed by the prompt's row number.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -41,14 +42,20 @@ def settings(cfg: EvalConfig) -> dict[str, Any]:
 
 
 def _changed(model: str) -> int | None:
-    """mtime of a local model file, or of a model directory's manifest (else the directory)."""
+    """mtime of a local model file, of a honed artifact's manifest (written last), or the
+    newest of a plain model directory and its files (weights overwritten in place count);
+    None for a hub id."""
     path = Path(model)
     if (path / MANIFEST).is_file():
         path = path / MANIFEST
     try:
-        return path.stat().st_mtime_ns
+        times = [path.stat().st_mtime_ns]
     except OSError:
         return None
+    for entry in path.iterdir() if path.is_dir() else []:
+        with contextlib.suppress(OSError):  # a dangling link
+            times.append(entry.stat().st_mtime_ns)
+    return max(times)
 
 
 @dataclass

@@ -426,6 +426,23 @@ def test_resume_refuses_other_settings_and_keeps_the_samples(tmp_path):
     assert sum(len(prompts) for _, prompts, _ in backend.calls) == 4
 
 
+def test_weights_rewritten_in_place_make_the_journal_another_model(tmp_path):
+    import os
+
+    from honed.evaluate.journal import settings
+
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"old")
+    before = settings(EvalConfig(task="humaneval", model=str(model)))["model_changed_ns"]
+    later = weights.stat().st_mtime_ns + 10**9
+    os.utime(weights, ns=(later, later))  # the directory's own mtime does not change
+    after = settings(EvalConfig(task="humaneval", model=str(model)))["model_changed_ns"]
+    assert after == later != before
+    assert settings(EvalConfig(task="humaneval", model="org/hub-id"))["model_changed_ns"] is None
+
+
 def test_a_stop_before_any_sample_leaves_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         evaluate(cfg(tmp_path, limit=2), StoppingBackend(humaneval_answers(set()), stop_at=1))
