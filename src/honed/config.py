@@ -449,7 +449,8 @@ class ServeConfig(RuntimeConfig):
         True,
         description="Concurrent requests share one model and decode together, each joining "
         "and leaving the batch on its own (continuous batching: llama.cpp, and causal "
-        "transformers models with a full-attention cache); off: one model copy per request.",
+        "transformers models with a full-attention cache); off: one model copy per request "
+        "(ONNX Runtime: one session, requests side by side).",
     )
     prefill_chunk: int = Field(
         128,

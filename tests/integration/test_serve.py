@@ -104,6 +104,25 @@ def test_concurrent_requests_decode_in_one_batch(models, backend):
         copy.close()
 
 
+def test_onnx_requests_run_side_by_side_in_one_session(models):
+    bodies = [{"model": "tiny", "prompt": p, "max_tokens": 10, "temperature": 0}
+              for p in ("add two and", "one two three four", "the cat sat on")]  # fmt: skip
+
+    def ask(url: str, body: dict) -> dict:
+        return httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()["choices"]
+
+    with serve(models["onnxruntime"]) as url:
+        alone = [ask(url, body) for body in bodies]
+    app, _ = build(ServeConfig(model=str(models["onnxruntime"]), served_name="tiny",
+                               max_concurrency=3))  # fmt: skip
+    slots = app.state.server.engine.backends
+    assert len({id(slot) for slot in slots}) == 1  # one session, not three copies
+    assert concurrency(app) == ", 3 requests at once (side by side in one onnxruntime session)"
+    with running(app) as url, ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda body: ask(url, body), bodies))
+    assert together == alone
+
+
 @pytest.mark.parametrize("backend", ["llama.cpp", "transformers"])
 def test_n_sampled_choices_decode_together_each_as_its_seed_alone(models, backend):
     body = {"model": "tiny", "prompt": "one two three", "max_tokens": 8, "temperature": 1.0}

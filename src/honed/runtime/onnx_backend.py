@@ -41,6 +41,9 @@ class OnnxBackend(TokenizerMethods, SequentialBackend):
     """ONNX graphs with past key values behind the Backend protocol."""
 
     name = "onnxruntime"
+    # streams may run from several threads at once: ONNX Runtime sessions are, and each
+    # stream keeps its own cache (the server shares one session between its slots)
+    thread_safe = True
 
     def __init__(self, path: Path, *, ref: str, threads: int | None, seed: int | None) -> None:
         import onnxruntime as ort

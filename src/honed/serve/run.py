@@ -50,20 +50,23 @@ def bind(host: str, port: int) -> socket.socket:
 def load_copies(cfg: ServeConfig) -> list[Backend]:
     """One slot per concurrent generation. Where the model can batch (llama.cpp; causal
     transformers models with a full-attention cache) and unless --no-batching, every slot is
-    the same model, decoding all running requests together; otherwise each slot is its own
-    copy of the model, the copies sharing the cores unless --threads is set."""
+    the same model, decoding all running requests together. Otherwise the generations run
+    side by side, sharing the cores unless --threads is set: in one model that many threads
+    may run at once (an ONNX Runtime session), else in a copy of the model each."""
     if cfg.max_concurrency > 1 and cfg.batching:
         backend = load_configured(cfg)
         if getattr(backend, "can_batch", False):
             return batched_slots(backend, cfg)
-        log.info("%s cannot batch requests: loading a copy per request", cfg.model)
+        log.info("%s cannot batch requests: they run side by side", cfg.model)
         backend.close()
     if cfg.max_concurrency > 1 and cfg.threads is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         cfg = cfg.model_copy(update={"threads": max(1, cores // cfg.max_concurrency)})
-    copies: list[Backend] = []
+    copies: list[Backend] = [load_configured(cfg)]
+    if getattr(copies[0], "thread_safe", False):
+        return copies * cfg.max_concurrency
     try:
-        for _ in range(cfg.max_concurrency):
+        while len(copies) < cfg.max_concurrency:
             copies.append(load_configured(cfg))
     except BaseException:
         for backend in copies:
@@ -143,6 +146,8 @@ def concurrency(app: object) -> str:
     if len({id(s) for s in slots}) > 1:
         return f", {len(slots)} requests at once (one model copy each)"
     batched = slots[0]
+    if not hasattr(batched, "kv_bytes"):
+        return f", {len(slots)} requests at once (side by side in one {batched.name} session)"
     return (
         f", {batched.width} requests at once (decoded together; KV cache up to "
         f"{gib(batched.kv_bytes)}: {batched.cells} tokens each)"
