@@ -32,7 +32,7 @@ from transformers.cache_utils import DynamicLayer
 
 from honed.runtime import row_decode
 from honed.runtime.batch_row import BatchRow
-from honed.runtime.transformers_hooks import DECODE
+from honed.runtime.transformers_hooks import DECODE, grown_text
 
 Admit = Callable[[int, bool], list[Any] | None]
 
@@ -49,10 +49,7 @@ class JoinRow(BatchRow):
 
     def new_text(self) -> str:
         """The text its ids add since the last call (held back mid-character)."""
-        text = self.tokenizer.decode(self.ids, **DECODE)
-        if text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-            return ""
-        piece, self.sent = text[self.sent :], max(self.sent, len(text))
+        piece, self.sent = grown_text(self.tokenizer, self.ids, self.sent)
         return piece
 
     def _tail(self) -> str:

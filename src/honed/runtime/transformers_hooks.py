@@ -82,6 +82,15 @@ class StepWatch(StoppingCriteria):
                 self.stopped_at[row] = n_new
 
 
+def grown_text(tokenizer: Any, ids: list[int], sent: int) -> tuple[str, int]:
+    """What the decoded ids add past their first `sent` characters, and the new count; ''
+    while the text ends mid-character (the rest of a multi-byte character is to come)."""
+    text = tokenizer.decode(ids, **DECODE)
+    if text.endswith("\ufffd"):
+        return "", sent
+    return text[sent:], max(sent, len(text))
+
+
 class TextQueue(BaseStreamer):
     """A streamer for one sequence: queues the growth of the decoded text, token by token.
 
@@ -101,9 +110,9 @@ class TextQueue(BaseStreamer):
             self.skip_prompt = False
             return
         self.ids.extend(value.reshape(-1).tolist())
-        text = self.tokenizer.decode(self.ids, **DECODE)
-        if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-            self._send(text)
+        piece, self.sent = grown_text(self.tokenizer, self.ids, self.sent)
+        if piece:
+            self.pieces.put(piece)
 
     def end(self) -> None:
         self._send(self.tokenizer.decode(self.ids, **DECODE))
