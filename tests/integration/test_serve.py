@@ -147,6 +147,50 @@ def test_text_to_text_models_serve_completions(tiny_seq2seq):
         assert answer["usage"]["completion_tokens"] > 0
 
 
+@pytest.fixture(scope="module")
+def tiny_starcoder2(tiny_causal, tmp_path_factory) -> Path:
+    """A 2-layer, 64-dim StarCoder2 whose layers attend to the last 6 tokens only."""
+    import torch
+    from transformers import AutoTokenizer, Starcoder2Config, Starcoder2ForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-starcoder2")
+    tok = AutoTokenizer.from_pretrained(tiny_causal)
+    tok.save_pretrained(path)
+    torch.manual_seed(0)
+    config = Starcoder2Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        sliding_window=6,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
+    Starcoder2ForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def test_sliding_window_models_serve_concurrent_requests_in_copies(tiny_starcoder2):
+    """Its cache keeps a window a layer, which left padding would shift: no shared batch."""
+    app, _ = build(ServeConfig(model=str(tiny_starcoder2), served_name="tiny", max_concurrency=2))
+    assert concurrency(app) == ", 2 requests at once (one model copy each)"
+    bodies = [
+        {"model": "tiny", "prompt": prompt, "max_tokens": 12, "temperature": 0}
+        for prompt in ("def add(a, b):", "one two three four five six seven")
+    ]
+    with running(app) as url:
+        alone = [httpx.post(f"{url}/v1/completions", json=b, timeout=60).json() for b in bodies]
+        with ThreadPoolExecutor(2) as pool:
+            together = list(
+                pool.map(lambda b: httpx.post(f"{url}/v1/completions", json=b, timeout=60), bodies)
+            )
+    assert [r.json()["choices"] for r in together] == [a["choices"] for a in alone]
+    assert all(a["usage"]["completion_tokens"] == 12 for a in alone)  # well past the window
+
+
 def test_a_schema_fuzz_run_finds_no_server_errors(tiny_causal):
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     with serve(tiny_causal, api_key="k", max_tokens_limit=8) as url:
