@@ -76,7 +76,8 @@ def heading(record: dict) -> str:
     """One section per mode, and one per variant: a fine-tune method other than the mode's
     default, other steps or learning rate, training targets other than the mode's, teacher
     answers drawn otherwise, teacher-written problems added, a teacher fine-tuned first, the
-    teacher scored by llama.cpp, loss settings other than the stage's."""
+    teacher scored by llama.cpp, loss settings other than the stage's, the distilled student
+    trained at a learning rate of its own."""
     settings = record["settings"]
     targets = targets_given(record["mode"], settings)
     extras = [words for _, words in trained_given(record["mode"], settings)]
@@ -90,6 +91,8 @@ def heading(record: dict) -> str:
         ["teacher scored by llama.cpp"] if settings.get("teacher_backend") == "llama.cpp" else []
     )
     extras += [f"{flag.replace('_', ' ')} {value}" for flag, value in kd_given(settings)]
+    rate = settings.get("distill_learning_rate")
+    extras += [f"distilled at learning rate {rate:g}"] if rate else []
     return f"## Distillation ({', '.join([record['mode'] + ' mode', *extras])})"
 
 

@@ -17,7 +17,8 @@ teacher's own passing answers to the same train problems (`--targets teacher`: s
 plus logit KD; `--targets both`: on the references and those answers), against the same
 plain fine-tune on MBPP's references; `--extra-problems FILE` adds teacher-written problems
 (teacher_problems.py) to the distilled student's rows, not the plain one's; `--alpha`,
-`--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss;
+`--temperature`, `--kd-loss` and `--on-policy` make other variants of the loss, and
+`--distill-learning-rate` trains the distilled student alone at another learning rate;
 `--teacher-backend llama.cpp` scores the teacher's top-k on its GGUF's own weights (less
 memory, about 1.3x faster on a 2-core CPU: teacher_scoring.py) instead of dequantized;
 `--tuned-teacher` first fine-tunes the teacher on the students' rows, steps and learning rate
@@ -213,15 +214,17 @@ def resumed(out: Path, command: str) -> list[str]:
 TRAINED_WITH = ("method", "max_samples", "max_steps", "batch_size", "dtype", "learning_rate")
 
 
-def check_trained(out: Path, args: argparse.Namespace) -> None:
-    """Stop before reusing a student trained with other settings than these. (A student
-    trained on teacher answers records their file as its data and no max_samples: the
-    teacher answered max_samples problems, which its summary holds.)"""
+def check_trained(out: Path, args: argparse.Namespace, rate: float | None = None) -> None:
+    """Stop before reusing a student trained with other settings than these (`rate`: its
+    learning rate where not --learning-rate). (A student trained on teacher answers records
+    their file as its data and no max_samples: the teacher answered max_samples problems,
+    which its summary holds.)"""
     manifest = out / "manifest.json"
     config = json.loads(manifest.read_text()).get("config", {}) if manifest.is_file() else {}
     if config.get("data") != "mbpp":
         config.pop("max_samples", None)
     expected = {key: getattr(args, key) for key in TRAINED_WITH}
+    expected["learning_rate"] = rate or args.learning_rate
     expected["keep_best"] = bool(args.keep_best_every)
     if args.keep_best_every:
         expected["eval_steps"] = args.keep_best_every
@@ -233,16 +236,19 @@ def check_trained(out: Path, args: argparse.Namespace) -> None:
             )
 
 
-def training_args(args: argparse.Namespace, data: list[str] | None = None) -> list[str]:
+def training_args(
+    args: argparse.Namespace, data: list[str] | None = None, rate: float | None = None
+) -> list[str]:
     """`honed finetune`/`distill` options both students share; `data` replaces MBPP's train
-    split (`--data mbpp --max-samples N`)."""
+    split (`--data mbpp --max-samples N`), `rate` the learning rate."""
+    rate = rate or args.learning_rate
     return [
         *(data or ["--data", "mbpp", "--max-samples", str(args.max_samples)]),
         "--method",
         args.method,
         "--max-steps",
         str(args.max_steps),
-        *(["--learning-rate", str(args.learning_rate)] if args.learning_rate else []),
+        *(["--learning-rate", str(rate)] if rate else []),
         "--batch-size",
         str(args.batch_size),
         "--max-length",
@@ -340,6 +346,8 @@ def variant_of(args: argparse.Namespace) -> str:
     parts += [f"extra{args.extra_rows}"] if args.extra_problems else []
     parts += [TUNED] if args.tuned_teacher else []
     parts += ["llamacpp-scored"] if args.teacher_backend == "llama.cpp" else []
+    rate = args.distill_learning_rate
+    parts += [f"distilledlr{rate:.10f}".rstrip("0")] if rate else []
     parts += [f"{flag.replace('_', '-')}{value}" for flag, value in kd_given(vars(args))]
     return trained_as(args) + "".join(f"-{part}" for part in parts)
 
@@ -397,6 +405,13 @@ def main() -> None:
         "--on-policy", type=float, help="share of on-policy batches (default: the stage's)"
     )
     parser.add_argument(
+        "--distill-learning-rate",
+        type=float,
+        help="the distilled student's learning rate where not the plain one's (with alpha "
+        "0.5, about 2x keeps the references' cross-entropy steps as large as plain "
+        "fine-tuning's: Adam's steps are as large whatever the loss's scale)",
+    )
+    parser.add_argument(
         "--extra-problems",
         type=Path,
         help="the distilled student also trains on these teacher-written problems "
@@ -449,8 +464,9 @@ def main() -> None:
     times = WallTimes(w / f"wall_s{variant}.json", trained_as(args))
     plain_dir = w / f"plain{trained_as(args)}"
     tuned_dir = w / f"teacher-tuned{trained_as(args)}"
-    for out in (plain_dir, w / f"distilled{variant}", tuned_dir):
+    for out in (plain_dir, tuned_dir):
         check_trained(out, args)
+    check_trained(w / f"distilled{variant}", args, args.distill_learning_rate)
     plain = step(
         "plain fine-tune",
         plain_dir,
@@ -486,7 +502,7 @@ def main() -> None:
         args.mode,
         "--output",
         str(w / f"distilled{variant}"),
-        *training_args(args, data),
+        *training_args(args, data, args.distill_learning_rate),
         *(teacher_answers(args) if teacher_targets else []),
         *(teacher_scorer(args) if args.mode == "logits" else []),
         *kd_args(args),
