@@ -4,12 +4,14 @@ A row holds its prompt's tokens, its token budget and its text so far, cut at st
 (or where `finished` says the text is complete). For streaming, `on_text` gets each new piece
 of text as it is accepted and `on_end` is called once the row is closed (`error` then holds
 what stopped the batch, if anything); `cancelled` (set from any thread) ends the row at its
-next token. A runtime's row adds how it samples and turns tokens into text (`_tail`, the
-text still held back at the end, and `_release`, what to free).
+next token. A runtime's row adds how it samples and turns tokens into text (`_piece`, a
+token's text as it comes, `_tail`, the text still held back at the end, and `_release`, what
+to free).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +43,16 @@ class BatchRow:
     def ended(self) -> bool:
         return self.cut or self.eog
 
+    def take(self, token: int, end: bool) -> bool:
+        """Count a sampled token: an end-of-generation one (`end`) ends the row, any other's
+        text is taken. Returns whether the row goes on."""
+        self.count += 1
+        self.first_at = self.first_at or time.perf_counter()
+        if end:
+            self.eog = True
+            return False
+        return self.accept(self._piece(token))
+
     def accept(self, piece: str) -> bool:
         """Take one token's text; return whether the row goes on."""
         if out := self.stops.feed(piece):
@@ -61,6 +73,10 @@ class BatchRow:
         self._release()
         if self.on_end is not None:
             self.on_end()
+
+    def _piece(self, token: int) -> str:
+        """The text this token adds (held back mid-character)."""
+        raise NotImplementedError
 
     def _tail(self) -> str:
         """Text of the tokens taken that was not yet accepted (a partial character)."""

@@ -141,7 +141,8 @@ class LlamaCppBackend(SequentialBackend):
         budget = token_budget(len(tokens), params.max_new_tokens, self.context_size)
         sampler = sampler_for(params, self._seed(params))
         stops = StopFilter(params.stop)
-        return Row(prompt, tokens, budget, stops, params.finished, sampler=sampler)
+        return Row(prompt, tokens, budget, stops, params.finished, sampler=sampler,
+                   detokenize=self.llm.detokenize)  # fmt: skip
 
     def close(self) -> None:
         self._batch = None  # its context closes with the model

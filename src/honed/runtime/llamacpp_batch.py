@@ -52,7 +52,11 @@ class Row(BatchRow):
     """One prompt's generation on llama.cpp: its sampler chain and UTF-8 decoding."""
 
     sampler: Any = None  # llama_cpp._internals.LlamaSampler
+    detokenize: Callable[[list[int]], bytes] | None = None  # the model's
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+
+    def _piece(self, token: int) -> str:
+        return self.decoder.decode(self.detokenize([token]))
 
     def _tail(self) -> str:
         return self.decoder.decode(b"", final=True)
@@ -188,7 +192,8 @@ class BatchDecoder:
             ready = [r for r in live if r.fed == len(r.tokens)]  # its whole prompt is in
             chosen |= {id(r): r.sampler.sample(ctx, at[id(r)]) for r in ready}
             first = first or (time.perf_counter() if ready else 0.0)
-            for row in [r for r in ready if not self._take(r, chosen[id(r)])]:
+            ends = {id(r): llama_cpp.llama_vocab_is_eog(self.vocab, chosen[id(r)]) for r in ready}
+            for row in [r for r in ready if not r.take(chosen[id(r)], ends[id(r)])]:
                 llama_cpp.llama_memory_seq_rm(ctx.memory, lane[id(row)], -1, -1)
                 free.append(lane.pop(id(row)))
                 live.remove(row)
@@ -208,15 +213,6 @@ class BatchDecoder:
     @staticmethod
     def _next_pos(row: Row) -> int:
         return len(row.tokens) + row.count - 1
-
-    def _take(self, row: Row, token: int) -> bool:
-        """Count the row's token and take its text; return whether the row goes on."""
-        row.count += 1
-        row.first_at = row.first_at or time.perf_counter()
-        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
-            row.eog = True
-            return False
-        return row.accept(row.decoder.decode(self.llm.detokenize([token])))
 
     def context(self, cells: int, seqs: int) -> Any:
         """A context with room for `cells` KV cells in each of `seqs` sequences (made when

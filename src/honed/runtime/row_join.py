@@ -20,7 +20,6 @@ model copy per request (`supports_joining`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +46,8 @@ class JoinRow(BatchRow):
     sent: int = 0  # characters of the decoded ids already accepted
     cache: DynamicCache | None = None  # its own, while its prompt is read
 
-    def new_text(self) -> str:
-        """The text its ids add since the last call (held back mid-character)."""
+    def _piece(self, token: int) -> str:
+        self.ids.append(token)
         piece, self.sent = grown_text(self.tokenizer, self.ids, self.sent)
         return piece
 
@@ -121,7 +120,7 @@ class JoinDecoder:
         logits = row_decode.forward(self.model, rows, cache, self._keep_last)
         chosen = torch.cat([row.pick(logits[j : j + 1], [0]) for j, row in enumerate(rows.index)])
         tokens = zip(rows.index, chosen.tolist(), strict=True)
-        goes_on = [self._take(row, token) for row, token in tokens]
+        goes_on = [row.take(token, token in self.eos) for row, token in tokens]
         for row, on in zip(rows.index, goes_on, strict=True):
             if not on:
                 row.close()
@@ -143,21 +142,11 @@ class JoinDecoder:
         if row.fed < len(row.tokens):
             return True
         token = row.pick(logits, [0])
-        if self._take(row, int(token)):
+        if row.take(int(token), int(token) in self.eos):
             batch.join(row, token)
         else:
             row.close()
         return False
-
-    def _take(self, row: JoinRow, token: int) -> bool:
-        """Count the row's token and take its text; return whether the row goes on."""
-        row.count += 1
-        row.first_at = row.first_at or time.perf_counter()
-        if token in self.eos:
-            row.eog = True
-            return False
-        row.ids.append(token)
-        return row.accept(row.new_text())
 
 
 def prompt_part(tokens: list[int], start: int, end: int, device: Any) -> row_decode.Rows:
