@@ -14,8 +14,8 @@ Each row samples with its own generator seeded with its request's seed (the samp
 float rounding: the matrix products run at the batch's width.
 
 Models whose cache layers are all full-attention `DynamicLayer`s can join (Llama, Qwen2,
-SmolLM2, StarCoder2, ...); others (sliding-window caches, encoder-decoders) are served one
-model copy per request (`supports_joining`).
+SmolLM2, ...); others (sliding-window caches: StarCoder2, Gemma; encoder-decoders) are served
+one model copy per request (`supports_joining`).
 """
 
 from __future__ import annotations
