@@ -59,17 +59,18 @@ def train_tokenizer(path: Path):
 def tiny_causal(tmp_path_factory) -> Path:
     """A 2-layer, 64-dim Llama with a chat template, saved as safetensors."""
     path = tmp_path_factory.mktemp("tiny-causal")
-    save_tiny_llama(path, train_tokenizer(path), max_positions=256)
+    save_tiny_causal(path, train_tokenizer(path), max_positions=256)
     return path
 
 
-def save_tiny_llama(path: Path, tok, max_positions: int) -> None:
-    """Save a seeded 2-layer, 64-dim Llama for tokenizer tok into path."""
+def save_tiny_causal(path: Path, tok, max_positions: int, family: str = "Llama", **extra) -> None:
+    """Save a seeded 2-layer, 64-dim causal model of `family` (a transformers model name:
+    Llama, Starcoder2, ...; `extra` config values) for tokenizer tok into path."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import transformers
 
     torch.manual_seed(0)
-    config = LlamaConfig(
+    config = getattr(transformers, f"{family}Config")(
         vocab_size=len(tok),
         hidden_size=64,
         intermediate_size=128,
@@ -81,8 +82,9 @@ def save_tiny_llama(path: Path, tok, max_positions: int) -> None:
         eos_token_id=tok.eos_token_id,
         bos_token_id=tok.bos_token_id,
         tie_word_embeddings=True,
+        **extra,
     )
-    LlamaForCausalLM(config).save_pretrained(path)
+    getattr(transformers, f"{family}ForCausalLM")(config).save_pretrained(path)
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +144,7 @@ def tiny_causal_real_tokenizer(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-causal-real-tok")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tok.save_pretrained(path)
-    save_tiny_llama(path, tok, max_positions=512)
+    save_tiny_causal(path, tok, max_positions=512)
     return path
 
 

@@ -21,6 +21,8 @@ from honed.config import QuantizeConfig, ServeConfig
 from honed.quantize.stage import quantize
 from honed.serve.run import build, concurrency, running
 
+from ..conftest import save_tiny_causal
+
 pytestmark = pytest.mark.integration
 MESSAGES = [{"role": "user", "content": "add two and three"}]
 
@@ -150,26 +152,12 @@ def test_text_to_text_models_serve_completions(tiny_seq2seq):
 @pytest.fixture(scope="module")
 def tiny_starcoder2(tiny_causal, tmp_path_factory) -> Path:
     """A 2-layer, 64-dim StarCoder2 whose layers attend to the last 6 tokens only."""
-    import torch
-    from transformers import AutoTokenizer, Starcoder2Config, Starcoder2ForCausalLM
+    from transformers import AutoTokenizer
 
     path = tmp_path_factory.mktemp("tiny-starcoder2")
     tok = AutoTokenizer.from_pretrained(tiny_causal)
     tok.save_pretrained(path)
-    torch.manual_seed(0)
-    config = Starcoder2Config(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        sliding_window=6,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.bos_token_id,
-    )
-    Starcoder2ForCausalLM(config).save_pretrained(path)
+    save_tiny_causal(path, tok, 256, "Starcoder2", sliding_window=6)
     return path
 
 
