@@ -192,8 +192,7 @@ class BatchDecoder:
             ready = [r for r in live if r.fed == len(r.tokens)]  # its whole prompt is in
             chosen |= {id(r): r.sampler.sample(ctx, at[id(r)]) for r in ready}
             first = first or (time.perf_counter() if ready else 0.0)
-            ends = {id(r): llama_cpp.llama_vocab_is_eog(self.vocab, chosen[id(r)]) for r in ready}
-            for row in [r for r in ready if not r.take(chosen[id(r)], ends[id(r)])]:
+            for row in [r for r in ready if not self._take(r, chosen[id(r)])]:
                 llama_cpp.llama_memory_seq_rm(ctx.memory, lane[id(row)], -1, -1)
                 free.append(lane.pop(id(row)))
                 live.remove(row)
@@ -213,6 +212,10 @@ class BatchDecoder:
     @staticmethod
     def _next_pos(row: Row) -> int:
         return len(row.tokens) + row.count - 1
+
+    def _take(self, row: Row, token: int) -> bool:
+        """The row takes its token (an end-of-generation one ends it); whether it goes on."""
+        return row.take(token, llama_cpp.llama_vocab_is_eog(self.vocab, token))
 
     def context(self, cells: int, seqs: int) -> Any:
         """A context with room for `cells` KV cells in each of `seqs` sequences (made when
