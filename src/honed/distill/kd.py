@@ -72,21 +72,63 @@ class Teacher:
 
     @torch.inference_mode()
     def top_k(self, rows: list[list[int]], k: int, vocab: int) -> list[tuple[torch.Tensor, ...]]:
-        """(ids, logits) [len, k] of the teacher's best k tokens at each position of each row."""
+        """(ids, logits) [len, k] of the teacher's best k tokens at each position of each row.
+        Rows run in groups of at most TEACHER_TOKENS padded positions, so the teacher's
+        activations and its [positions, vocab] logits stay bounded whatever the batch size."""
         self.calls += 1
+        out: list[tuple[torch.Tensor, ...]] = []
+        for start, end in token_groups([len(r) for r in rows], TEACHER_TOKENS):
+            out.extend(self._top_k(rows[start:end], k, vocab))
+        return out
+
+    def _top_k(self, rows: list[list[int]], k: int, vocab: int) -> list[tuple[torch.Tensor, ...]]:
         model = self.model()
         device = next(model.parameters()).device
         width = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), width, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.bool)
         for n, row in enumerate(rows):
             ids[n, : len(row)] = torch.tensor(row)
-            mask[n, : len(row)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        # top-k in the model's dtype: a float32 copy of 8 x 600 positions x 152k tokens is 3 GB
+            mask[n, : len(row)] = True
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.long().to(device)}
+        if takes_logits_to_keep(model):  # the LM head on the rows' own positions, not padding
+            logits = model(**inputs, logits_to_keep=mask.to(device)).logits
+        else:
+            logits = model(**inputs).logits[mask.to(device)]
+        # top-k in the model's dtype: a float32 copy of every position's logits is GBs
         values, index = logits[..., :vocab].topk(k, dim=-1)
-        values = values.float()
-        return [(index[n, : len(r)].cpu(), values[n, : len(r)].cpu()) for n, r in enumerate(rows)]
+        del logits
+        lengths = [len(r) for r in rows]
+        return list(
+            zip(index.cpu().split(lengths), values.float().cpu().split(lengths), strict=True)
+        )
+
+
+# padded positions per teacher forward pass (see Teacher.top_k): their float32 logits over
+# Qwen's 152k tokens are 0.6 GB (benchmarks/teacher_topk_memory.py)
+TEACHER_TOKENS = 1024
+
+
+def token_groups(lengths: list[int], budget: int) -> list[tuple[int, int]]:
+    """Consecutive [start, end) groups of rows whose padded size (rows x longest) stays
+    within budget; a row longer than the budget is a group of its own."""
+    groups: list[tuple[int, int]] = []
+    start, longest = 0, 0
+    for n, length in enumerate(lengths):
+        longest = max(longest, length)
+        if n > start and (n - start + 1) * longest > budget:
+            groups.append((start, n))
+            start, longest = n, length
+    if lengths:
+        groups.append((start, len(lengths)))
+    return groups
+
+
+def takes_logits_to_keep(model: Any) -> bool:
+    """Whether a model's forward takes transformers' `logits_to_keep` (a PEFT wrapper's base
+    model is asked)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 class LlamaCppTeacher:
@@ -282,9 +324,7 @@ class KDTrainer(HonedSFTTrainer):
     def _trims(self, model: Any) -> bool:
         """Whether the student's forward takes transformers' `logits_to_keep`."""
         if self._logits_to_keep is None:
-            base = self.accelerator.unwrap_model(model)
-            base = base.get_base_model() if hasattr(base, "get_base_model") else base
-            self._logits_to_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
+            self._logits_to_keep = takes_logits_to_keep(self.accelerator.unwrap_model(model))
         return self._logits_to_keep
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
