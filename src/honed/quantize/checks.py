@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from honed.runtime.base import Backend, GenerationParams
+from honed.runtime.base import Backend, Completion, GenerationParams
 
 PROMPTS = (
     'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
@@ -86,7 +86,7 @@ def greedy_agreement(
     theirs = export.generate(list(prompts), params)
     divergence = [_divergence(source, a.text, b.text) for a, b in zip(ours, theirs, strict=True)]
     margins = [
-        None if d is None else flip_margin(source, p, a.text, b.text)
+        None if d is None else flip_margin(source, p, a, b.text)
         for p, a, b, d in zip(prompts, ours, theirs, divergence, strict=True)
     ]
     same = sum(d is None for d in divergence)
@@ -112,19 +112,39 @@ def _divergence(source: Backend, ours: str, theirs: str) -> int | None:
     return None if at is None else source.count_tokens(ours[:at])
 
 
-def flip_margin(source: Backend, prompt: str, ours: str, theirs: str) -> float | None:
+def flip_margin(source: Backend, prompt: str, ours: Completion, theirs: str) -> float | None:
     """How many nats below its own token the source ranks the export's, at the first token
-    where the two completions differ (by the source's tokenizer); None where one completion
-    is a prefix of the other (one stopped: no token to compare), and for text-to-text
-    sources, whose answers do not continue the prompt (their flips count as disagreeing)."""
+    where the two completions differ; None where one completion is a prefix of the other (one
+    stopped: no token to compare), and for text-to-text sources, whose answers do not
+    continue the prompt (their flips count as disagreeing). The source's side is the tokens
+    it generated where its backend keeps them, so the margin is read in the context it
+    chose from; else (and always for the export's side) the text encoded again."""
     if getattr(source, "is_seq2seq", False):
         return None
-    a, b = source.tokenize(prompt + ours), source.tokenize(prompt + theirs)
+    if ours.token_ids and hasattr(source, "decode_ids"):
+        return _margin_on_ids(source, source.tokenize(prompt), ours.token_ids, theirs)
+    a, b = source.tokenize(prompt + ours.text), source.tokenize(prompt + theirs)
     at = first_difference(a, b)
     if at is None or at >= min(len(a), len(b)) or at == 0:
         return None
-    logits = source.token_logits(a[:at])[-1].astype(np.float64)
-    return float(logits[a[at]] - logits[b[at]])
+    return _margin(source, a[:at], a[at], b[at])
+
+
+def _margin_on_ids(source: Any, context: list[int], ids: list[int], theirs: str) -> float | None:
+    """The margin at the first generated token whose text leaves the export's completion."""
+    for n in range(len(ids)):
+        text = source.decode_ids(ids[: n + 1])
+        if text.endswith("\ufffd") or theirs.startswith(text):  # \ufffd: a character split
+            continue
+        shared = source.decode_ids(ids[:n])
+        rest = source.text_ids(theirs[len(shared) :]) if theirs.startswith(shared) else []
+        return _margin(source, context + ids[:n], ids[n], rest[0]) if rest else None
+    return None
+
+
+def _margin(source: Backend, context: list[int], own: int, other: int) -> float:
+    logits = source.token_logits(context)[-1].astype(np.float64)
+    return float(logits[own] - logits[other])
 
 
 def first_difference(a: str | list[int], b: str | list[int]) -> int | None:

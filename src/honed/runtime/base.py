@@ -55,6 +55,9 @@ class Completion:
     total_s: float
     finish_reason: str = "stop"  # "stop" (EOS or a stop sequence) or "length"
     extra: dict[str, Any] = field(default_factory=dict)
+    # the new tokens as generated, where the backend keeps them (transformers): re-encoding
+    # `text` need not give them back (a run of spaces as one token or as two)
+    token_ids: list[int] | None = None
 
 
 @dataclass

@@ -42,7 +42,17 @@ class TokenizerMethods:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of the text itself, without special tokens the tokenizer may add."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.text_ids(text))
+
+    def text_ids(self, text: str) -> list[int]:
+        """The ids of the text itself, without special tokens the tokenizer may add."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode_ids(self, ids: list[int]) -> str:
+        """Text of generated ids, special tokens left out (as completions are decoded)."""
+        return self.tokenizer.decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
 
     def tokenize(self, text: str) -> list[int]:
         """The token ids a prompt is fed to the model as (special tokens it adds included)."""

@@ -279,7 +279,9 @@ class TransformersBackend(TokenizerMethods):
         text, stopped = truncate_at_stop(self.tokenizer.decode(ids, **DECODE), stop)
         ended = stopped or stopped_at is not None or eos_at is not None  # stopped_at: finished
         reason = "stop" if ended else "length"
-        return Completion(text, prompt_tokens, len(ids), finish_reason=reason, **timing)
+        return Completion(
+            text, prompt_tokens, len(ids), finish_reason=reason, token_ids=ids, **timing
+        )
 
 
 @register("transformers")

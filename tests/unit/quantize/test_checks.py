@@ -136,3 +136,50 @@ def test_text_to_text_sources_get_no_margin():
     source.is_seq2seq = True
     found = greedy_agreement(source, CharModel(["ab", "bc"]), ("p", "q"), 4)
     assert found["margin_nats"] == [None, None] and found["near_ties"] == 0
+
+
+class SpaceModel(CharModel):
+    """CharModel whose tokenizer merges two spaces into one token (200), while the source
+    generated them one at a time: encoding its completion again does not give its tokens back.
+    After a single space it prefers x by 0.4 nats; after the merged token, y by 2."""
+
+    def __init__(self, completions: list[str], ids: list[list[int]] | None = None):
+        super().__init__(completions)
+        self.ids = ids
+
+    def generate(self, prompts, params):
+        done = super().generate(prompts, params)
+        for completion, ids in zip(done, self.ids or [None] * len(done), strict=True):
+            completion.token_ids = ids
+        return done
+
+    def text_ids(self, text: str) -> list[int]:
+        ids, at = [], 0
+        while at < len(text):
+            merged = text.startswith("  ", at)
+            ids.append(200 if merged else ord(text[at]))
+            at += 2 if merged else 1
+        return ids
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.text_ids(text)
+
+    def decode_ids(self, ids: list[int]) -> str:
+        return "".join("  " if i == 200 else chr(i) for i in ids)
+
+    def token_logits(self, ids: list[int]) -> np.ndarray:
+        logits = np.zeros((len(ids), 256), dtype=np.float32)
+        logits[-1, ord("x") if ids[-1] == 32 else ord("y")] = 0.4 if ids[-1] == 32 else 2.0
+        return logits
+
+
+def test_the_margin_is_read_where_the_source_chose_its_token():
+    """Encoded again, the source's '  x' is [200, x], a context it never saw: there it would
+    prefer the export's y (a margin of -2). In the tokens it generated, [32, 32, x], it chose
+    x over y by 0.4 nats: a near-tie."""
+    source = SpaceModel(["  x"], ids=[[32, 32, ord("x")]])
+    assert source.tokenize("p  x") == [ord("p"), 200, ord("x")]
+    found = greedy_agreement(source, CharModel(["  y"]), ("p",), 4, near_tie_nats=1.0)
+    assert found["margin_nats"] == [pytest.approx(0.4)] and found["near_ties"] == 1
+    encoded_again = greedy_agreement(SpaceModel(["  x"]), CharModel(["  y"]), ("p",), 4)
+    assert encoded_again["margin_nats"] == [pytest.approx(-2.0)]  # without the ids
