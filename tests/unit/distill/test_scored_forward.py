@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from honed.distill.kd import next_tokens, scored_forward
 from honed.distill.losses import distill_loss
@@ -20,18 +19,9 @@ def test_each_position_predicts_the_next_label():
 
 
 @pytest.fixture(scope="module")
-def student() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
+def student(tiny_llama) -> torch.nn.Module:
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    return get_peft_model(LlamaForCausalLM(config), lora).eval()
+    return get_peft_model(tiny_llama(50), lora).eval()
 
 
 def batch() -> tuple[torch.Tensor, ...]:

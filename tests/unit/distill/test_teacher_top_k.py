@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from honed.distill import kd
 
@@ -26,17 +25,8 @@ class Loaded(kd.Teacher):
 
 
 @pytest.fixture(scope="module")
-def teacher_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=60,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return LlamaForCausalLM(config).eval()
+def teacher_model(tiny_llama) -> torch.nn.Module:
+    return tiny_llama(60)
 
 
 def reference(model: torch.nn.Module, row: list[int], k: int) -> tuple[torch.Tensor, ...]:
