@@ -207,6 +207,19 @@ def test_an_already_quantized_artifact_is_refused(tiny_causal, tmp_path):
     assert not (tmp_path / "again").exists() and leaves_nothing(tmp_path)
 
 
+def test_a_gguf_export_is_refused_but_its_file_can_be_requantized(
+    tiny_causal_real_tokenizer, tmp_path
+):
+    """An honed GGUF export names its float parent; the .gguf file itself is a source (as a
+    shipped GGUF is: dequantized, with a note)."""
+    run(tiny_causal_real_tokenizer, "gguf-q8_0", tmp_path / "g", check=False)
+    with pytest.raises(HonedError, match=r"already quantized \(gguf-q8_0\).*float parent.*pass "):
+        run(tmp_path / "g", "gguf-q4_k_m", tmp_path / "again")
+    assert not (tmp_path / "again").exists() and leaves_nothing(tmp_path)
+    (gguf,) = (tmp_path / "g").glob("*.gguf")
+    assert "dequantized" in run(gguf, "gguf-q4_k_m", tmp_path / "again", check=False)["source_note"]
+
+
 def test_gguf_of_a_text_to_text_model_is_refused(tiny_seq2seq, tmp_path):
     with pytest.raises(HonedError, match="does not support text-to-text.*use onnx"):
         run(tiny_seq2seq, "gguf-q4_k_m", tmp_path / "t5.gguf")

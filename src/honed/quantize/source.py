@@ -42,13 +42,20 @@ class FloatSource:
 def refuse_quantized(source: ModelSource) -> None:
     """A one-line error for a model that is quantized already."""
     path = Path(source.path)
-    if source.kind == "hf-dir" and is_artifact(path):
-        manifest = read_manifest(path)
+    # an honed artifact: a directory, or the directory a GGUF export's file was found in
+    root = path if source.kind == "hf-dir" else path.parent if Path(source.ref).is_dir() else None
+    if source.kind in ("hf-dir", "gguf") and root is not None and is_artifact(root):
+        manifest = read_manifest(root)
         if manifest.get("kind") == "quantized":
             parent = manifest.get("parent", {}).get("ref", "its float parent")
+            also = (
+                f" (or pass {path} itself to start from that file's dequantized weights)"
+                if source.kind == "gguf"
+                else ""
+            )
             raise HonedError(
                 f"'{source.ref}' is already quantized ({manifest.get('config', {}).get('method')}):"
-                f" quantize its float parent '{parent}' instead"
+                f" quantize its float parent '{parent}' instead{also}"
             )
     config = path / "config.json"
     if source.kind == "hf-dir" and config.is_file():
