@@ -34,7 +34,7 @@ from honed.config import (
     ServeConfig,
     build_config,
 )
-from honed.errors import HonedError
+from honed.errors import HonedError, PartialFailure
 
 app = typer.Typer(
     add_completion=False,
@@ -284,6 +284,12 @@ def run_bench(cfg: BenchConfig) -> None:
             f"{r['model']} ({r['backend']}): median latency {r['latency_s']['median']:.3f} s, "
             f"p95 {r['latency_s']['p95']:.3f} s, decode {r['decode_tok_s']['median']:.1f} tok/s",
             highlight=False,
+        )
+    failed = [r["model"] for r in record["results"] if "error" in r]
+    if failed:
+        raise PartialFailure(
+            f"{len(failed)} of {len(record['results'])} models failed (why: above and in "
+            "bench.md); fix them and bench them again, the others' rows are written"
         )
 
 

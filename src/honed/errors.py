@@ -11,3 +11,9 @@ class NonFiniteLossError(HonedError):
     """Training stopped because the loss was not finite for too many consecutive steps."""
 
     exit_code = 3
+
+
+class PartialFailure(HonedError):
+    """Some of a command's items failed and the rest succeeded; what succeeded is written."""
+
+    exit_code = 1

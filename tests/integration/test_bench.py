@@ -1,4 +1,5 @@
-"""`honed bench` on two tiny models, each in its own process; a broken model is a failed row."""
+"""`honed bench` on two tiny models, each in its own process; a broken model is a failed row
+and the command exits 1."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def test_bench_two_models_and_a_broken_one(tiny_causal, tiny_seq2seq, tmp_path):
             "--runs", "2", "--n-prompts", "2", "--max-new-tokens", "4", "--batch-size", "2",
             "--threads", "1"]  # fmt: skip
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # one model failed; the others are written
+    assert "1 of 3 models failed" in result.output
     record = json.loads((out / "bench.json").read_text())
     good, t5, bad = record["results"]
     for row in (good, t5):
