@@ -232,7 +232,11 @@ class RuntimeConfig(StageConfig):
     )
     threads: int | None = Field(None, gt=0, description="CPU threads for the runtime.")
     n_ctx: int | None = Field(
-        None, ge=0, description="Context size for llama.cpp (default 4096; 0: the model's own)."
+        None,
+        ge=0,
+        description="Context size: llama.cpp's (default 4096; 0: the model's own); for "
+        "transformers a cap below the model's own (a sliding-window model served within its "
+        "window decodes concurrent requests together).",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",

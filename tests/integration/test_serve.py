@@ -149,16 +149,21 @@ def test_text_to_text_models_serve_completions(tiny_seq2seq):
         assert answer["usage"]["completion_tokens"] > 0
 
 
-@pytest.fixture(scope="module")
-def tiny_starcoder2(tiny_causal, tmp_path_factory) -> Path:
-    """A 2-layer, 64-dim StarCoder2 whose layers attend to the last 6 tokens only."""
+def save_windowed(tiny_causal: Path, path: Path, window: int, family: str = "Starcoder2") -> Path:
+    """A 2-layer, 64-dim StarCoder2 (or Gemma 2: one sliding layer, one global) whose sliding
+    layers attend to the last `window` tokens only."""
     from transformers import AutoTokenizer
 
-    path = tmp_path_factory.mktemp("tiny-starcoder2")
     tok = AutoTokenizer.from_pretrained(tiny_causal)
     tok.save_pretrained(path)
-    save_tiny_causal(path, tok, 256, "Starcoder2", sliding_window=6)
+    extra = {"head_dim": 16} if family == "Gemma2" else {}
+    save_tiny_causal(path, tok, 256, family, sliding_window=window, **extra)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_starcoder2(tiny_causal, tmp_path_factory) -> Path:
+    return save_windowed(tiny_causal, tmp_path_factory.mktemp("tiny-starcoder2"), 6)
 
 
 def test_sliding_window_models_serve_concurrent_requests_in_copies(tiny_starcoder2):
@@ -257,3 +262,39 @@ def test_chat_with_a_text_to_text_model_is_single_turn(tiny_seq2seq):
     child.expect(r"tok/s")
     child.sendeof()
     child.expect(pexpect.EOF)
+
+
+@pytest.mark.parametrize("family", ["Starcoder2", "Gemma2"])
+def test_a_sliding_window_model_served_within_its_window_decodes_requests_together(
+    tiny_causal, tmp_path, family
+):
+    """Within its 32-token window every key stays in view: plain caches hold what its own
+    sliding ones would, so with --n-ctx 32 requests join one batch and get the replies its
+    own cache gives each alone (the same server without batching)."""
+    from honed.runtime import load_backend
+
+    model = save_windowed(tiny_causal, tmp_path / "windowed", 32, family)
+    wide = load_backend(str(model), "transformers")
+    assert "--n-ctx 32" in wide.batch_blocker  # served at its own 256: copies, and why
+    wide.close()
+    cfg = ServeConfig(model=str(model), served_name="tiny", max_concurrency=2, n_ctx=32)
+    bodies = [
+        {"model": "tiny", "prompt": prompt, "max_tokens": 12, "temperature": 0}
+        for prompt in ("def add(a, b):", "one two three four five six seven")
+    ]
+
+    def ask(url: str, body: dict) -> list:
+        return httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()["choices"]
+
+    app, _ = build(cfg.model_copy(update={"batching": False}))
+    assert concurrency(app) == ", 2 requests at once (one model copy each)"
+    with running(app) as url:
+        alone = [ask(url, body) for body in bodies]
+        too_long = httpx.post(f"{url}/v1/completions", json={**bodies[0], "max_tokens": 30})
+    assert too_long.status_code == 400  # prompt + max_tokens past the 32 served
+    app, _ = build(cfg)
+    assert "decoded together" in concurrency(app)
+    with running(app) as url, ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda body: ask(url, body), bodies))
+    app.state.server.engine.backends[0].close()
+    assert together == alone

@@ -15,7 +15,7 @@ def runtime_options(cfg: RuntimeConfig, batch_size: int | None = None) -> dict[s
     """The loader options cfg asks for; under backend auto, only what the user set."""
     wanted = {
         "n_threads": (cfg.threads, ("llama.cpp", "onnxruntime")),
-        "n_ctx": (cfg.n_ctx, ("llama.cpp",)),
+        "n_ctx": (cfg.n_ctx, ("llama.cpp", "transformers")),
         "dtype": (None if cfg.dtype == "auto" else cfg.dtype, ("transformers",)),
         "device": (cfg.device, ("transformers",)),
         "trust_remote_code": (cfg.trust_remote_code or None, ("transformers",)),

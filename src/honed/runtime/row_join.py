@@ -14,8 +14,11 @@ Each row samples with its own generator seeded with its request's seed (the samp
 float rounding: the matrix products run at the batch's width.
 
 Models whose cache layers are all full-attention `DynamicLayer`s can join (Llama, Qwen2,
-SmolLM2, ...); others (sliding-window caches: StarCoder2, Gemma; encoder-decoders) are served
-one model copy per request (`supports_joining`).
+SmolLM2, ...). A model with sliding-window layers (StarCoder2, Gemma 2/3) joins too when its
+served context fits in its narrowest window: every row's keys then stay in view, so plain
+full-attention caches hold exactly what its own would (its masks still apply the window, a
+no-op there). Served past its window, or an encoder-decoder, it runs one model copy per
+request (`joining_blocker` says why).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from honed.runtime import row_decode
 from honed.runtime.batch_row import BatchRow
@@ -58,13 +61,28 @@ class JoinRow(BatchRow):
         self.cache = None
 
 
-def supports_joining(model: Any) -> bool:
-    """Whether rows can join the model's running batch: honed's row decoder runs it and every
-    cache layer is a full-attention DynamicLayer (its keys can be left-padded)."""
+def joining_blocker(model: Any, context: int) -> str | None:
+    """Why rows cannot join the model's running batch at this served context, or None: honed's
+    row decoder must run it, and every cache layer must be full attention (its keys can be
+    left-padded) or a sliding window no narrower than the context."""
     if not row_decode.supports_row_decode(model):
-        return False
+        return "honed's row decoder does not run this model"
     layers = DynamicCache(config=model.config).layers
-    return all(type(layer) is DynamicLayer for layer in layers)
+    if any(type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers):
+        return "its cache is not a plain key/value cache"
+    window = min((layer.sliding_window for layer in layers if type(layer) is not DynamicLayer),
+                 default=None)  # fmt: skip
+    if window is not None and window < context:
+        return (
+            f"it attends within {window} tokens and is served with a context of {context}: "
+            f"--n-ctx {window} (or less) lets its requests decode together"
+        )
+    return None
+
+
+def supports_joining(model: Any, context: int) -> bool:
+    """Whether rows can join the model's running batch at this served context."""
+    return joining_blocker(model, context) is None
 
 
 class JoinDecoder:
@@ -136,7 +154,7 @@ class JoinDecoder:
         start = row.fed
         row.fed = len(row.tokens) if chunk is None else min(start + chunk, len(row.tokens))
         if row.cache is None:
-            row.cache = DynamicCache(config=self.model.config)
+            row.cache = DynamicCache()  # full-attention layers (see the module's docstring)
         part = prompt_part(row.tokens, start, row.fed, self.model.device)
         logits = row_decode.forward(self.model, part, row.cache, self._keep_last)
         if row.fed < len(row.tokens):

@@ -55,14 +55,22 @@ class TransformersBackend(TokenizerMethods):
     name = "transformers"
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, ref: str, is_seq2seq: bool, batch_size: int = 8
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        ref: str,
+        is_seq2seq: bool,
+        batch_size: int = 8,
+        n_ctx: int | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.model_ref = ref
         self.is_seq2seq = is_seq2seq
         self.batch_size = max(1, batch_size)
-        self.context_size = context_size_of(model.config)
+        own = context_size_of(model.config)
+        self.context_size = min(own, n_ctx) if n_ctx else own  # n_ctx caps it (0: its own)
         tokenizer.padding_side = "right" if is_seq2seq else "left"
         self._token_ids = self._special_token_ids()
         # Only the special token ids stay, so GenerationParams alone decide how to sample.
@@ -137,9 +145,16 @@ class TransformersBackend(TokenizerMethods):
     @property
     def can_batch(self) -> bool:
         """Whether concurrent requests can decode together in this model (`batch_row`)."""
-        from honed.runtime.row_join import supports_joining
+        return self.batch_blocker is None
 
-        return not self.is_seq2seq and supports_joining(self.model)
+    @property
+    def batch_blocker(self) -> str | None:
+        """Why concurrent requests cannot decode together in this model, or None."""
+        from honed.runtime.row_join import joining_blocker
+
+        if self.is_seq2seq:
+            return "a text-to-text model decodes each request in a copy of its own"
+        return joining_blocker(self.model, self.context_size)
 
     def batch_decoder(self) -> Any:
         """The `row_join.JoinDecoder` of this model, which the server's scheduler runs."""
@@ -292,8 +307,10 @@ def load_transformers(
     load_in_4bit: bool = False,
     trust_remote_code: bool = False,
     batch_size: int = 8,
+    n_ctx: int | None = None,
 ) -> TransformersBackend:
-    """Load a model source for torch generation (dtype: auto, fp32, bf16, fp16).
+    """Load a model source for torch generation (dtype: auto, fp32, bf16, fp16; n_ctx: a
+    context cap below the model's own, 0 or None for its own).
 
     On a CPU, torchao int8 and int4 weight-only linears run through aten's fused kernels
     with bf16 activations (and bitsandbytes NF4 linears compute in bf16) where the CPU has
@@ -322,4 +339,5 @@ def load_transformers(
         ref=source.ref,
         is_seq2seq=loaded.is_seq2seq,
         batch_size=batch_size,
+        n_ctx=n_ctx,
     )

@@ -49,7 +49,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 def load_copies(cfg: ServeConfig) -> list[Backend]:
     """One slot per concurrent generation. Where the model can batch (llama.cpp; causal
-    transformers models with a full-attention cache) and unless --no-batching, every slot is
+    transformers models with a full-attention cache, or sliding windows no narrower than the
+    served context) and unless --no-batching, every slot is
     the same model, decoding all running requests together. Otherwise the generations run
     side by side, sharing the cores unless --threads is set: in one model that many threads
     may run at once (an ONNX Runtime session), else in a copy of the model each."""
@@ -57,7 +58,8 @@ def load_copies(cfg: ServeConfig) -> list[Backend]:
         backend = load_configured(cfg)
         if getattr(backend, "can_batch", False):
             return batched_slots(backend, cfg)
-        log.info("%s cannot batch requests: they run side by side", cfg.model)
+        why = getattr(backend, "batch_blocker", None) or "its runtime does not batch"
+        log.info("%s cannot batch requests (%s): they run side by side", cfg.model, why)
         backend.close()
     if cfg.max_concurrency > 1 and cfg.threads is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1

@@ -290,7 +290,7 @@ def test_default_output_names():
         ({"backend": "llama.cpp", "threads": 2, "n_ctx": 1024, "dtype": "bfloat16"},
          {"n_threads": 2, "n_ctx": 1024}),
         ({"backend": "transformers", "n_ctx": 1024, "dtype": "bfloat16"},
-         {"dtype": "bfloat16", "batch_size": 8}),
+         {"n_ctx": 1024, "dtype": "bfloat16", "batch_size": 8}),
         ({"n_ctx": 512}, {"n_ctx": 512}),
         ({"backend": "llama.cpp", "batch_size": 4}, {"batch_size": 4}),
         ({"batch_size": 4, "device": "cpu"}, {"batch_size": 4, "device": "cpu"}),
