@@ -80,11 +80,6 @@ def joining_blocker(model: Any, context: int) -> str | None:
     return None
 
 
-def supports_joining(model: Any, context: int) -> bool:
-    """Whether rows can join the model's running batch at this served context."""
-    return joining_blocker(model, context) is None
-
-
 class JoinDecoder:
     """Decodes the server's rows for one causal transformers model, joining them as they come."""
 
