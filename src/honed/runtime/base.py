@@ -136,7 +136,7 @@ def load_backend(ref: str, backend: str = "auto", **options: Any) -> Backend:
     """Load a model reference with the named backend (auto: llama.cpp for GGUF, else torch).
 
     Options go to the backend's loader (transformers: dtype, device, load_in_4bit,
-    trust_remote_code, batch_size; llama.cpp: n_ctx, n_threads, seed, n_gpu_layers,
+    trust_remote_code, batch_size, n_ctx (a cap); llama.cpp: n_ctx, n_threads, seed, n_gpu_layers,
     reuse_prefix, logits_all; onnxruntime: n_threads, seed). ONNX artifacts load with
     onnxruntime under auto. An option the backend does not take is an error, except with `auto`,
     where it is ignored.
