@@ -148,10 +148,13 @@ def tiny_causal_real_tokenizer(tmp_path_factory) -> Path:
     return path
 
 
-def _artifact(path: Path, parent: str | None, method: str, metrics: bool = False) -> Path:
+def _artifact(
+    path: Path, parent: str | None, method: str, metrics: bool = False, checks: dict | None = None
+) -> Path:
     path.mkdir(parents=True)
     manifest = {"honed_manifest": 1, "kind": "quantized", "config": {"method": method},
-                "parent": {"ref": parent, "path": parent}, "files": {}}  # fmt: skip
+                "parent": {"ref": parent, "path": parent}, "files": {},
+                **({"checks": checks} if checks else {})}  # fmt: skip
     (path / "manifest.json").write_text(json.dumps(manifest))
     (path / "weights.bin").write_bytes(b"x" * 2_000_000)
     if metrics:
@@ -177,8 +180,12 @@ def report_results(tmp_path: Path) -> Path:
     """Artifacts (a base and two GGUF variants), eval summaries and a bench with a failure."""
     runs = tmp_path / "runs"
     base = _artifact(runs / "tuned", None, "lora", metrics=True)
-    good = _artifact(runs / "tuned-q8", str(base), "gguf-q8_0")
-    bad = _artifact(runs / "tuned-q2", str(base), "gguf-q2_k")
+    good = _artifact(runs / "tuned-q8", str(base), "gguf-q8_0", checks={
+        "kl": {"mean_kl": 0.0012}, "agreement": {"exact_match": 0.75, "agreement": 1.0},
+        "warnings": []})  # fmt: skip
+    bad = _artifact(runs / "tuned-q2", str(base), "gguf-q2_k", checks={
+        "kl": {"mean_kl": 0.4}, "agreement": {"exact_match": 0.0, "agreement": 0.25},
+        "warnings": ["greedy agreement 25% < 50%", "EOS token changed"]})  # fmt: skip
     for name, model, p in (("e1", base, 0.50), ("e2", good, 0.495), ("e3", bad, 0.30)):
         _summary(runs / name, model, p)
     rows = [_bench_row(base, 2.0, 900_000_000), _bench_row(good, 1.0, 500_000_000),

@@ -64,6 +64,21 @@ class Variant:
         ranked = sorted(found, key=lambda k: not k.startswith("pass@1"))
         return (ranked[0], found[ranked[0]]) if ranked else None
 
+    def export_check(self) -> str | None:
+        """An export's check against its source (honed quantize): mean next-token KL and
+        greedy agreement (near-tie flips counted as agreeing), or None."""
+        checks = (self.manifest or {}).get("checks") or {}
+        kl = (checks.get("kl") or {}).get("mean_kl")
+        agreement = checks.get("agreement") or {}
+        agree = agreement.get("agreement", agreement.get("exact_match"))
+        if kl is None or agree is None:
+            return None
+        return f"KL {kl:.4f}, greedy {agree:.0%}"
+
+    def export_warnings(self) -> list[str]:
+        """The warnings of an export's check against its source (EOS changed, low agreement)."""
+        return list(((self.manifest or {}).get("checks") or {}).get("warnings") or [])
+
     def parameters(self) -> int | None:
         """Weights, as the bench counted them from the files' headers (else unknown)."""
         count = (self.bench or {}).get("parameters")

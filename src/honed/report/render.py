@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from honed.report.collect import Variant, headline, lineage_names  # noqa: E402
 from honed.train.plots import plot_loss  # noqa: E402
 
-COLUMNS = ("variant", "lineage", "method", "parameters (M)", "size (MB)", "quality",
-           "latency median (s)",
+COLUMNS = ("variant", "lineage", "method", "vs source (KL, greedy)", "parameters (M)",
+           "size (MB)", "quality", "latency median (s)",
            "latency p95 (s)", "decode tok/s", "peak memory (MB)", "flag")  # fmt: skip
 
 
@@ -38,6 +38,7 @@ class Row:
         q = f"{self.quality[1]:.4f} ({self.quality[0]})" if self.quality else "-"
         return [
             self.variant.name, " → ".join(lineage_names(self.variant)), self.variant.method,
+            self.variant.export_check() or "-",
             fmt_number(self.variant.parameters() / 1e6 if self.variant.parameters() else None, 1),
             fmt_number(self.size_mb, 0), q,
             fmt_number(lat.get("median"), 3), fmt_number(lat.get("p95"), 3),
@@ -61,11 +62,13 @@ def build_rows(variants: dict[str, Variant], max_drop: float) -> list[Row]:
         rows.append(Row(v, quality, size / 1e6 if size else None, latency, ""))
     by_key = {r.variant.key: r for r in rows}
     for r in rows:
+        flags = [f"export: {w}" for w in r.variant.export_warnings()]
         parent = by_key.get(r.variant.parent_key or "")
         if r.quality and parent and parent.quality and parent.quality[0] == r.quality[0]:
             drop = parent.quality[1] - r.quality[1]
             if drop > max_drop:
-                r.flag = f"lost {drop * 100:.1f} points vs {parent.variant.name}"
+                flags.insert(0, f"lost {drop * 100:.1f} points vs {parent.variant.name}")
+        r.flag = "; ".join(flags)
     return rows
 
 

@@ -20,6 +20,10 @@ def test_report_joins_flags_and_draws(report_results: Path, tmp_path: Path):
     }
     assert "tuned → tuned-q2" in line["tuned-q2"] and "gguf-q2_k" in line["tuned-q2"]
     assert "lost 20.0 points vs tuned" in line["tuned-q2"]
+    assert "KL 0.4000, greedy 25%" in line["tuned-q2"]  # its export check against the source
+    assert "export: greedy agreement 25% < 50%; export: EOS token changed" in line["tuned-q2"]
+    assert "KL 0.0012, greedy 100%" in line["tuned-q8"] and "export:" not in line["tuned-q8"]
+    assert line["tuned"].split(" | ")[3] == "-"  # a fine-tune has no export check
     assert "lost" not in line["tuned-q8"]  # 0.5 points is within the 2-point threshold
     assert (
         "0.4950" in line["tuned-q8"] and "1.000" in line["tuned-q8"] and "500" in line["tuned-q8"]
