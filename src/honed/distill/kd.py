@@ -24,6 +24,7 @@ from honed.distill.losses import distill_loss
 from honed.errors import HonedError
 from honed.models.load import load_model
 from honed.models.resolve import resolve
+from honed.progress import track
 from honed.train.trainer import HonedSFTTrainer
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,8 @@ class KDState:
         """Fill the cache for every sequence it lacks, in batches of similar length, then free
         the teacher (unless told not to); returns how many sequences the teacher ran on."""
         todo = sorted({tuple(s) for s in sequences if s and not self.cache.has(s)}, key=len)
-        for start in range(0, len(todo), batch_size):
+        what = f"teacher top-{self.settings.top_k}, batches of {batch_size} sequences"
+        for start in track(range(0, len(todo), batch_size), what):
             rows = [list(r) for r in todo[start : start + batch_size]]
             for row, (top_ids, top_logits) in zip(
                 rows, self.teacher.top_k(rows, self.settings.top_k, vocab), strict=True

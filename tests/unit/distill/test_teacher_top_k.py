@@ -62,3 +62,13 @@ def test_a_model_without_logits_to_keep_is_sliced_after_its_head(teacher_model):
     assert not kd.takes_logits_to_keep(NoKeep())
     for row, (ids, _) in zip(rows, Loaded(NoKeep()).top_k(rows, 3, 60), strict=True):
         assert torch.equal(ids, reference(teacher_model, row, 3)[0])
+
+
+def test_warming_the_cache_says_how_far_the_teacher_got(teacher_model, tmp_path, capsys):
+    from honed.distill.cache import TeacherCache
+
+    settings = kd.KDSettings(alpha=0.5, kind="forward_kl", temperature=1.0, beta=0.5, top_k=4)
+    state = kd.KDState(settings, TeacherCache(tmp_path, "sha", 4), Loaded(teacher_model))
+    assert state.warm([[5, 9, 2], [7, 1, 3, 4], [1, 2]], 60, batch_size=2) == 3
+    assert "teacher top-4, batches of 2 sequences: 2/2" in capsys.readouterr().err
+    assert state.warm([[5, 9, 2]], 60, batch_size=2) == 0  # cached: the teacher is not run
