@@ -11,7 +11,6 @@ student's own samples (onpolicy.py, GKD), scored by the teacher as they come.
 from __future__ import annotations
 
 import gc
-import inspect
 import logging
 import random
 from dataclasses import dataclass, field
@@ -128,8 +127,10 @@ def token_groups(lengths: list[int], budget: int) -> list[tuple[int, int]]:
 def takes_logits_to_keep(model: Any) -> bool:
     """Whether a model's forward takes transformers' `logits_to_keep` (a PEFT wrapper's base
     model is asked)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+    from honed.runtime.row_decode import accepts
+
+    return accepts(model.get_base_model() if hasattr(model, "get_base_model") else model,
+                   "logits_to_keep")  # fmt: skip
 
 
 class LlamaCppTeacher:
